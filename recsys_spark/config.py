@@ -1,0 +1,250 @@
+"""One typed configuration object, built from a YAML file plus `section.key=value` overrides.
+
+Every key is named, typed and defaulted once here; a bad key or value raises ConfigError naming
+the key before Spark starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+def _check_choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _check_min(key: str, value: float, minimum: float, strict: bool = False) -> None:
+    if value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ConfigError(f"{key} must be {relation} {minimum}; got {value!r}")
+
+
+@dataclass
+class SparkConfig:
+    master: Optional[str] = "local[*]"  # None: leave it to spark-submit
+    app_name: str = "recsys-spark"
+    checkpoint_dir: Optional[str] = None  # default: <output>/_checkpoints
+    log_level: str = "WARN"
+    conf: dict = field(default_factory=dict)  # extra spark.* settings
+
+
+@dataclass
+class InputConfig:
+    path: Optional[str] = None
+    format: str = "auto"  # auto | csv | parquet | table
+    delimiter: str = ","
+    header: bool = True
+    names: list = field(default_factory=list)  # column names for files without a header
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    weight_col: Optional[str] = "weight"  # used when present; weight 1.0 otherwise
+    ts_col: Optional[str] = "ts"  # used when present
+    id_type: str = "auto"  # auto | string | long (CSV only; typed sources keep their type)
+
+    def __post_init__(self):
+        _check_choice("input.format", self.format, ("auto", "csv", "parquet", "table"))
+        _check_choice("input.id_type", self.id_type, ("auto", "string", "long"))
+        if len(self.delimiter) != 1 and self.delimiter != "\\t":
+            raise ConfigError(f"input.delimiter must be one character; got {self.delimiter!r}")
+
+
+@dataclass
+class PrepareConfig:
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+
+    def __post_init__(self):
+        _check_min("prepare.min_user_interactions", self.min_user_interactions, 1)
+        _check_min("prepare.min_item_interactions", self.min_item_interactions, 1)
+
+
+@dataclass
+class AlsConfig:
+    """Spark ML ALS (distributed)."""
+    implicit: bool = True
+    max_iter: int = 15
+    reg_param: float = 0.05
+    alpha: float = 10.0
+    checkpoint_interval: int = 5
+    nonnegative: bool = False
+
+    def __post_init__(self):
+        _check_min("model.als.max_iter", self.max_iter, 1)
+        _check_min("model.als.reg_param", self.reg_param, 0.0)
+        _check_min("model.als.alpha", self.alpha, 0.0)
+
+
+@dataclass
+class WalsConfig:
+    """Weighted ALS on the driver in TensorFlow, conjugate-gradient half-steps."""
+    iterations: int = 15
+    reg: float = 0.05
+    unobserved_weight: float = 1.0
+    confidence: str = "linear"  # linear | log | bm25
+    alpha: float = 10.0
+    epsilon: float = 1.0  # log scaling: 1 + alpha * log(1 + w / epsilon)
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    cg_steps: int = 3
+    init_stddev: float = 0.01
+
+    def __post_init__(self):
+        _check_choice("model.wals.confidence", self.confidence, ("linear", "log", "bm25"))
+        _check_min("model.wals.iterations", self.iterations, 1)
+        _check_min("model.wals.cg_steps", self.cg_steps, 1)
+        _check_min("model.wals.reg", self.reg, 0.0)
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "als"
+    rank: int = 64
+    seed: int = 42
+    als: AlsConfig = field(default_factory=AlsConfig)
+    wals: WalsConfig = field(default_factory=WalsConfig)
+
+    def __post_init__(self):
+        _check_choice("model.kind", self.kind, MODEL_KINDS)
+        _check_min("model.rank", self.rank, 1)
+
+
+MODEL_KINDS = ("als", "wals", "popularity")
+
+
+@dataclass
+class ScoreConfig:
+    top_n: int = 10
+    batch_users: int = 2048
+    block_items: int = 16384
+
+    def __post_init__(self):
+        _check_min("score.top_n", self.top_n, 1)
+        _check_min("score.batch_users", self.batch_users, 1)
+        _check_min("score.block_items", self.block_items, 1)
+
+
+@dataclass
+class SimilarConfig:
+    enabled: bool = True
+    top_k: int = 10
+
+    def __post_init__(self):
+        _check_min("similar.top_k", self.top_k, 1)
+
+
+@dataclass
+class OutputConfig:
+    path: str = "./warehouse"
+
+
+@dataclass
+class Config:
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    similar: SimilarConfig = field(default_factory=SimilarConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Build the Config from a YAML file and `section.key=value` overrides.
+
+    Without a file the defaults below apply; `conf/local.yaml` spells them out.
+    """
+    data: dict = {}
+    if path:
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"config file {source} does not exist")
+        try:
+            data = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+    for item in overrides or []:
+        _apply_override(data, item)
+    return build(Config, data, "")
+
+
+def _apply_override(data: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set takes section.key=value; got {item!r}")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def build(cls, data: Any, prefix: str):
+    """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types by name."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping; got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix}{key}; known keys here: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], prefix + name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{prefix.rstrip('.')}: {exc}") from None
+
+
+def _coerce(hint, value: Any, key: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key + ".")
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false; got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer; got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number; got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be a string; got {value!r}")
+    if hint is list or origin is list:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        raise ConfigError(f"{key} must be a list; got {value!r}")
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        raise ConfigError(f"{key} must be a mapping; got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Trainers. Each one turns PreparedData into a FactorModel."""

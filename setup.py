@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recsys-spark",
+    version="0.1.0",
+    description="Nightly top-N recommendations and item similarity on Spark",
+    python_requires=">=3.10",
+    packages=find_packages(include=["recsys_spark", "recsys_spark.*"]),
+    install_requires=[
+        "pyspark>=4.0,<5",
+        "tensorflow>=2.16",
+        "numpy>=1.26",
+        "pandas>=2.0,<3",
+        "pyarrow>=15",
+        "pyyaml>=6",
+        "matplotlib>=3.8",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["recsys-spark=recsys_spark.cli:main"]},
+)

@@ -1,0 +1,31 @@
+"""One local SparkSession for the whole test session."""
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from recsys_spark.config import SparkConfig
+    from recsys_spark.session import build_session
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = build_session(SparkConfig(
+        master="local[2]",
+        app_name="recsys-spark-tests",
+        conf={
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+            "spark.sql.warehouse.dir": str(warehouse),
+            "spark.driver.memory": "2g",
+            "spark.ui.enabled": "false",
+        },
+    ))
+    session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))
+    yield session
+    session.stop()
