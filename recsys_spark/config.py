@@ -31,11 +31,11 @@ def _check_min(key: str, value: float, minimum: float, strict: bool = False) -> 
 
 @dataclass
 class SparkConfig:
-    master: Optional[str] = "local[*]"  # None: leave it to spark-submit
+    master: Optional[str] = None  # None: spark-submit's --master, else local[*]
     app_name: str = "recsys-spark"
     checkpoint_dir: Optional[str] = None  # default: <output>/_checkpoints
     log_level: str = "WARN"
-    conf: dict = field(default_factory=dict)  # extra spark.* settings
+    conf: dict = field(default_factory=lambda: {"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 8})
 
 
 @dataclass
@@ -106,19 +106,68 @@ class WalsConfig:
 
 
 @dataclass
+class MfConfig:
+    """Biased matrix factorization by mini-batch Adam on observed ratings (explicit feedback)."""
+    epochs: int = 30
+    batch_size: int = 4096
+    learning_rate: float = 0.01
+    reg: float = 0.02
+    validation_fraction: float = 0.1
+    patience: int = 3
+
+
+@dataclass
+class TwoTowerConfig:
+    """Two-tower retrieval on ids with in-batch softmax."""
+    epochs: int = 20
+    batch_size: int = 1024
+    learning_rate: float = 0.01
+    temperature: float = 0.1
+    validation_fraction: float = 0.1
+    patience: int = 3
+
+
+@dataclass
+class AutoencoderConfig:
+    """Autoencoder over user interaction rows."""
+    epochs: int = 50
+    batch_size: int = 256
+    learning_rate: float = 0.001
+    dropout: float = 0.5
+    reg: float = 0.0
+    validation_fraction: float = 0.1
+    patience: int = 5
+
+
+@dataclass
+class ContentConfig:
+    """Item vectors from item features; users as the normalised weighted sum of their items."""
+    features_path: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    driver_max_bytes: int = 4 << 30  # budget for interactions collected by driver-side trainers
+
+
+@dataclass
 class ModelConfig:
     kind: str = "als"
     rank: int = 64
     seed: int = 42
     als: AlsConfig = field(default_factory=AlsConfig)
     wals: WalsConfig = field(default_factory=WalsConfig)
+    mf: MfConfig = field(default_factory=MfConfig)
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
 
     def __post_init__(self):
         _check_choice("model.kind", self.kind, MODEL_KINDS)
         _check_min("model.rank", self.rank, 1)
 
 
-MODEL_KINDS = ("als", "wals", "popularity")
+MODEL_KINDS = ("als", "wals", "mf", "two_tower", "autoencoder", "content", "popularity")
 
 
 @dataclass
@@ -147,15 +196,80 @@ class OutputConfig:
     path: str = "./warehouse"
 
 
+RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+SPLIT_KINDS = ("random", "last_n", "time")
+
+
+@dataclass
+class EvaluateConfig:
+    """Hold-out evaluation: how to split, which models to compare, at which cut-offs."""
+    enabled: bool = False  # the nightly run also evaluates and records metrics in the manifest
+    split: str = "random"  # random | last_n | time
+    fraction: float = 0.2  # random: share of each user's interactions held out
+    min_history: int = 5  # random / last_n: users with fewer interactions stay whole in train
+    n: int = 1  # last_n: interactions held out per user (latest by ts)
+    cutoff: Optional[str] = None  # time: interactions at or after it are test (epoch seconds or ISO date)
+    seed: int = 42
+    ks: list = field(default_factory=lambda: [1, 5, 10, 20])
+    models: list = field(default_factory=list)  # model kinds; empty: model.kind and popularity
+    relevance_threshold: Optional[float] = None  # test rows with a lower weight are not relevant
+
+    def __post_init__(self):
+        _check_choice("evaluate.split", self.split, SPLIT_KINDS)
+        if not 0.0 < self.fraction < 1.0:
+            raise ConfigError(f"evaluate.fraction must be between 0 and 1 (exclusive); got {self.fraction!r}")
+        _check_min("evaluate.min_history", self.min_history, 2)
+        _check_min("evaluate.n", self.n, 1)
+        self.ks = sorted({_positive_int("evaluate.ks", k) for k in self.ks})
+        if not self.ks:
+            raise ConfigError("evaluate.ks must list at least one cut-off, e.g. [1, 5, 10, 20]")
+        for kind in self.models:
+            _check_choice("evaluate.models", kind, MODEL_KINDS)
+
+
+@dataclass
+class TuneConfig:
+    """Search over conf keys on a validation split carved from the evaluate train split."""
+    method: str = "grid"  # grid | random (random: `trials` points drawn from the grid)
+    params: dict = field(default_factory=dict)  # conf key -> list of values, e.g. model.rank: [32, 64]
+    trials: int = 10
+    objective: str = "ndcg@10"  # <ranking metric>@<k>, maximised
+    validation_cutoff: Optional[str] = None  # time split only: the cut-off inside train
+
+    def __post_init__(self):
+        _check_choice("tune.method", self.method, ("grid", "random"))
+        _check_min("tune.trials", self.trials, 1)
+        for key, values in self.params.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"tune.params.{key} must be a non-empty list of values; got {values!r}")
+        metric, sep, k = self.objective.partition("@")
+        if metric not in RANKING_METRICS or not sep or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"tune.objective must be <metric>@<k> with metric one of "
+                              f"{', '.join(RANKING_METRICS)}; got {self.objective!r}")
+
+
+def _positive_int(key: str, value: Any) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{key} must hold positive integers; got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{key} must hold positive integers; got {value!r}")
+    return number
+
+
 @dataclass
 class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     input: InputConfig = field(default_factory=InputConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     similar: SimilarConfig = field(default_factory=SimilarConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

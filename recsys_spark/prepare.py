@@ -56,28 +56,33 @@ def prepare(raw: DataFrame, cfg: PrepareConfig, id_type: str = "auto") -> Prepar
     valid = tagged.filter(F.col("_reason").isNull()).select(USER_ID, ITEM_ID, "_weight", "_ts")
     aggregated = valid.groupBy(USER_ID, ITEM_ID).agg(
         F.sum("_weight").alias(WEIGHT), F.max("_ts").alias(TS))
+    filtering = cfg.min_user_interactions > 1 or cfg.min_item_interactions > 1
+    if filtering:
+        aggregated = aggregated.persist()
     filtered = filter_min_interactions(aggregated, cfg.min_user_interactions, cfg.min_item_interactions).persist()
     n_pairs = filtered.count()
+    n_aggregated = aggregated.count() if filtering else n_pairs
     if n_pairs == 0:
         raise PrepareError(f"no valid interactions left to train on: {rows_read} rows read, "
                            f"{sum(rejected.values())} rejected ({_nonzero(rejected)}), {valid_rows} valid before filtering")
-    user_ids = dense_index(filtered.select(USER_ID), USER_ID, USER_INDEX)
-    item_ids = dense_index(filtered.select(ITEM_ID), ITEM_ID, ITEM_INDEX)
+    user_ids, n_users = dense_index(filtered.select(USER_ID), USER_ID, USER_INDEX)
+    item_ids, n_items = dense_index(filtered.select(ITEM_ID), ITEM_ID, ITEM_INDEX)
     interactions = (filtered.join(item_ids, ITEM_ID)
                     .join(user_ids, USER_ID)
                     .select(USER_INDEX, ITEM_INDEX, WEIGHT, TS))
-    n_users, n_items = user_ids.count(), item_ids.count()
     tagged.unpersist()
+    if filtering:
+        aggregated.unpersist()
     stats = {
         "rows_read": rows_read,
         "rows_valid": valid_rows,
         "rejected": rejected,
-        "duplicates_merged": valid_rows - aggregated.count(),
+        "duplicates_merged": valid_rows - n_aggregated,
+        "filtered_interactions": n_aggregated - n_pairs,
         "interactions": n_pairs,
         "users": n_users,
         "items": n_items,
     }
-    stats["filtered_interactions"] = valid_rows - stats["duplicates_merged"] - n_pairs
     log.info("prepare: %d rows read, %d interactions, %d users, %d items in %.1fs",
              rows_read, n_pairs, n_users, n_items, time.time() - started)
     return PreparedData(interactions, user_ids, item_ids, n_users, n_items, stats)
@@ -93,12 +98,12 @@ def cast_columns(raw: DataFrame, id_type: str = "auto") -> DataFrame:
     String ids from text files become long only when every one is a canonical integer
     (id_type auto) or when asked (long); otherwise they stay strings, value for value.
     """
-    df = raw.withColumn("_weight", F.col(WEIGHT).cast(T.DoubleType())) \
-            .withColumn("_ts", F.col(TS).cast(T.LongType()))
+    df = raw.withColumn("_weight", F.col(WEIGHT).try_cast(T.DoubleType())) \
+            .withColumn("_ts", F.col(TS).try_cast(T.LongType()))
     for col in (USER_ID, ITEM_ID):
         if isinstance(df.schema[col].dataType, T.StringType) and id_type != "string":
             if id_type == "long" or _all_canonical_ints(df, col):
-                df = df.withColumn(col, F.col(col).cast(T.LongType()))
+                df = df.withColumn(col, F.col(col).try_cast(T.LongType()))
     return df
 
 
@@ -130,8 +135,11 @@ def filter_min_interactions(df: DataFrame, min_user: int, min_item: int) -> Data
     return df
 
 
-def dense_index(ids: DataFrame, id_col: str, index_col: str) -> DataFrame:
-    """Map each distinct id to 0..n-1 in id order, without moving the ids to one partition."""
+def dense_index(ids: DataFrame, id_col: str, index_col: str) -> tuple[DataFrame, int]:
+    """Map each distinct id to 0..n-1 in id order, without moving the ids to one partition.
+
+    Returns the map (index_col int, id_col) and the number of ids.
+    """
     ordered = (ids.select(id_col).distinct().orderBy(id_col)
                .withColumn("_part", F.spark_partition_id())
                .withColumn("_mid", F.monotonically_increasing_id())
@@ -146,4 +154,4 @@ def dense_index(ids: DataFrame, id_col: str, index_col: str) -> DataFrame:
         running += count
     offset_df = ids.sparkSession.createDataFrame(offsets or [(0, 0)], "_part int, _offset long")
     index = (F.col("_offset") + F.col("_mid") - F.shiftleft(F.col("_part").cast("long"), 33)).cast(T.IntegerType())
-    return ordered.join(F.broadcast(offset_df), "_part").select(index.alias(index_col), id_col)
+    return ordered.join(F.broadcast(offset_df), "_part").select(index.alias(index_col), id_col), total

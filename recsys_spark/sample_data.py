@@ -86,7 +86,7 @@ def generate_interactions(
                                   popularity_exponent, chunk_rows=max(n_interactions, 1)))
 
 
-def iter_interactions(n_users, n_items, n_interactions, seed=42, n_clusters=12, noise=0.15,
+def iter_interactions(n_users=2000, n_items=500, n_interactions=60000, seed=42, n_clusters=12, noise=0.15,
                       popularity_exponent=1.0, chunk_rows=2_000_000):
     """Yield the interactions in DataFrame chunks of at most `chunk_rows` (bounded memory)."""
     world = _world(np.random.default_rng(seed), n_users, n_items, n_clusters, popularity_exponent)

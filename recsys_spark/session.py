@@ -22,14 +22,18 @@ _DEFAULTS = {
 
 
 def build_session(cfg: SparkConfig) -> SparkSession:
-    """Get or create the SparkSession described by `cfg` (master None: as spark-submit set it)."""
-    master = cfg.master or SparkConf().get("spark.master", "local[*]")
+    """Get or create the SparkSession described by `cfg`.
+
+    spark.master None means: what spark-submit's --master set, else local[*].
+    """
+    submitted = SparkConf().get("spark.master", None)
+    master = cfg.master or submitted or "local[*]"
     if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
         # Local Python workers must run this interpreter, or pandas UDFs miss pyarrow.
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.appName(cfg.app_name)
-    if cfg.master:
-        builder = builder.master(cfg.master)
+    if cfg.master or not submitted:
+        builder = builder.master(master)
     for key, value in {**_DEFAULTS, **cfg.conf}.items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()

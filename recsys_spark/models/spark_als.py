@@ -1,0 +1,44 @@
+"""Spark ML ALS (distributed on the executors), explicit or implicit feedback."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import functions as F
+
+from recsys_spark.config import ModelConfig, TrainConfig
+from recsys_spark.factor_model import FactorModel
+from recsys_spark.prepare import PreparedData
+from recsys_spark.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
+
+log = logging.getLogger(__name__)
+
+
+def build_als(model_cfg: ModelConfig) -> ALS:
+    """The pyspark.ml ALS estimator configured from model_cfg (columns from the schema module)."""
+    cfg = model_cfg.als
+    return ALS(
+        rank=model_cfg.rank, maxIter=cfg.max_iter, regParam=cfg.reg_param, alpha=cfg.alpha,
+        implicitPrefs=cfg.implicit, nonnegative=cfg.nonnegative, seed=model_cfg.seed,
+        checkpointInterval=cfg.checkpoint_interval, userCol=USER_INDEX, itemCol=ITEM_INDEX,
+        ratingCol=WEIGHT, coldStartStrategy="drop",
+    )
+
+
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+    """Fit Spark ML ALS on the prepared interactions."""
+    spark = prepared.interactions.sparkSession
+    if spark.sparkContext.getCheckpointDir() is None:
+        log.warning("no checkpoint directory set: long ALS runs may overflow the stack")
+    fitted = build_als(model_cfg).fit(prepared.interactions)
+    users = (fitted.userFactors.select(F.col("id").cast("int").alias(USER_INDEX), F.col("features").alias(FACTORS))
+             .join(prepared.user_ids, USER_INDEX))
+    items = (fitted.itemFactors.select(F.col("id").cast("int").alias(ITEM_INDEX), F.col("features").alias(FACTORS))
+             .join(prepared.item_ids, ITEM_INDEX))
+    params = {k: v for k, v in vars(model_cfg.als).items()}
+    return FactorModel(
+        user_factors=users.select(USER_INDEX, USER_ID, FACTORS),
+        item_factors=items.select(ITEM_INDEX, ITEM_ID, FACTORS),
+        metadata={"kind": "als", "rank": model_cfg.rank, "seed": model_cfg.seed, "params": params},
+    )

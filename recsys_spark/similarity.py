@@ -1,0 +1,55 @@
+"""Item similarity: exact cosine top-K over all items with the same blockwise engine as scoring."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from recsys_spark.config import ScoreConfig, SimilarConfig
+from recsys_spark.factor_model import FactorModel
+from recsys_spark.kernels.topk import top_n
+from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID
+from recsys_spark.scoring import topn_frame
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; zero rows stay zero (cosine 0 with everything)."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig = ScoreConfig()) -> DataFrame:
+    """Top-K most similar other items per item by cosine of item factors.
+
+    Returns item_id, rank (1..min(K, items - 1)), similar_item_id, score in [-1, 1].
+    """
+    spark = model.item_factors.sparkSession
+    items = model.item_factors.select(ITEM_INDEX, ITEM_ID).toPandas().sort_values(ITEM_INDEX)
+    unit = normalize_rows(model.item_factor_matrix())
+    item_ids = np.empty(unit.shape[0], dtype=object)
+    item_ids[items[ITEM_INDEX].to_numpy()] = items[ITEM_ID].to_numpy()
+    broadcast = spark.sparkContext.broadcast((unit, item_ids))
+    id_type = model.item_factors.schema[ITEM_ID].dataType
+    schema = T.StructType([
+        T.StructField(ITEM_ID, id_type, False),
+        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(SIMILAR_ITEM_ID, id_type, False),
+        T.StructField(SCORE, T.FloatType(), False),
+    ])
+    top, batch_size, block_items = cfg.top_k, score_cfg.batch_users, score_cfg.block_items
+
+    def similar_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        vectors, ids = broadcast.value
+        for batch in batches:
+            index = batch[ITEM_INDEX].to_numpy()
+            for start in range(0, len(index), batch_size):
+                chunk = index[start:start + batch_size]
+                self_pairs = np.arange(len(chunk) + 1, dtype=np.int64)
+                idx, scores = top_n(vectors[chunk], vectors, top, self_pairs, chunk.astype(np.int64), block_items)
+                yield topn_frame(ids[chunk], idx, np.clip(scores, -1.0, 1.0), ids, ITEM_ID, SIMILAR_ITEM_ID)
+
+    return model.item_factors.select(ITEM_INDEX).mapInPandas(similar_batches, schema)
