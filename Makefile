@@ -1,0 +1,40 @@
+# recsys-spark: `make run` sets everything up and runs the nightly pipeline on sample data;
+# `make test` runs the test suite. Both create .venv on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAMPLE := data/sample/interactions.csv
+OUTPUT := warehouse
+
+.PHONY: run test test-slow venv java sample bench clean
+
+$(STAMP): setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed; set PYTHON=python3.x")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "Java 17 is needed by Spark and was not found: install it (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17) or set JAVA_HOME."; exit 1; }
+
+$(SAMPLE): | $(STAMP)
+	$(PY) scripts/generate_data.py $(SAMPLE)
+
+sample: $(SAMPLE)
+
+run: java venv $(SAMPLE)
+	$(VENV)/bin/recsys-spark run --input $(SAMPLE) --output $(OUTPUT)
+
+test: java venv
+	$(PY) -m pytest
+
+test-slow: java venv
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf $(OUTPUT) data/sample spark-warehouse .pytest_cache
