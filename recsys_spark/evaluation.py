@@ -104,7 +104,7 @@ def user_lists(
         relevant = relevant.filter(F.col(weight_col) >= F.lit(float(relevance_threshold)))
     relevant = relevant.select(user_col, item_col).distinct()
     top = recs.filter(F.col(rank_col) <= k_max).select(user_col, rank_col, item_col)
-    codes = dense_index(relevant.select(item_col).union(top.select(item_col)), item_col, _CODE)
+    codes, _ = dense_index(relevant.select(item_col).union(top.select(item_col)), item_col, _CODE)
     code = F.col(_CODE).cast("double")
     labels = relevant.join(codes, item_col).groupBy(user_col).agg(F.collect_list(code).alias(LABEL))
     ranked = (top.join(codes, item_col).groupBy(user_col)

@@ -9,13 +9,13 @@ from recsys_spark.factor_model import FactorModel
 from recsys_spark.prepare import prepare
 from recsys_spark.sample_data import generate_interactions
 
-SMALL_ALS = ["model.kind=als", "model.rank=16", "model.als.max_iter=8", "model.als.reg_param=0.05",
+SMALL_ALS = ["model.kind=als", "model.rank=16", "model.als.max_iter=6", "model.als.reg_param=0.05",
              "score.batch_users=256"]
 
 
 @pytest.fixture(scope="module")
 def prepared(spark):
-    pdf = generate_interactions(n_users=400, n_items=150, n_interactions=12000, seed=11)
+    pdf = generate_interactions(n_users=250, n_items=100, n_interactions=7000, seed=11)
     return prepare(spark.createDataFrame(pdf), load_config().prepare)
 
 

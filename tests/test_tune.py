@@ -1,0 +1,43 @@
+"""tune: search points, overrides, a search that finds the sensible setting, the writer round trip."""
+
+import pytest
+
+from recsys_spark.config import ConfigError, load_config
+from recsys_spark.prepare import prepare
+from recsys_spark.sample_data import generate_interactions
+from recsys_spark.tune import search_points, tune, with_overrides, write_tune
+
+
+def test_grid_and_random_points():
+    cfg = load_config(None, ["tune.params={model.rank: [8, 16, 32], model.als.reg_param: [0.01, 0.1]}"])
+    grid = search_points(cfg)
+    assert len(grid) == 6 and grid[0] == {"model.rank": 8, "model.als.reg_param": 0.01}
+    random_cfg = with_overrides(cfg, {"tune.method": "random", "tune.trials": 4})
+    drawn = search_points(random_cfg)
+    assert len(drawn) == 4 and all(p in grid for p in drawn) and drawn == search_points(random_cfg)
+    with pytest.raises(ConfigError, match="tune.params is empty"):
+        search_points(load_config())
+
+
+def test_with_overrides_validates_keys_and_values():
+    cfg = with_overrides(load_config(), {"model.rank": 12, "model.als.reg_param": 1})
+    assert cfg.model.rank == 12 and cfg.model.als.reg_param == 1.0
+    with pytest.raises(ConfigError, match="unknown conf key model.rnk"):
+        with_overrides(cfg, {"model.rnk": 3})
+    with pytest.raises(ConfigError, match="model.rank"):
+        with_overrides(cfg, {"model.rank": 0})
+
+
+def test_tune_prefers_the_sane_regularisation_and_writes_loadable_conf(spark, tmp_path):
+    pdf = generate_interactions(n_users=250, n_items=100, n_interactions=7000, seed=5)
+    prepared = prepare(spark.createDataFrame(pdf), load_config().prepare)
+    cfg = load_config(None, ["model.kind=als", "model.rank=8", "model.als.max_iter=5", "score.batch_users=256",
+                             "tune.params={model.als.reg_param: [1000.0, 0.05]}", "tune.objective=ndcg@10"])
+    result = tune(prepared, cfg)
+    assert result.best_overrides == {"model.als.reg_param": 0.05}
+    assert list(result.trials["trial"]) == [1, 2]
+    assert result.trials["ndcg@10"][1] > result.trials["ndcg@10"][0]
+    files = write_tune(spark, result, str(tmp_path / "best.yaml"), str(tmp_path / "trials"))
+    reloaded = load_config(files[0])
+    assert reloaded.model.als.reg_param == 0.05 and reloaded.model.rank == 8
+    assert spark.read.parquet(files[1]).count() == 2
