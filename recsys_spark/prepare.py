@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -39,6 +40,7 @@ class PreparedData:
     n_users: int
     n_items: int
     stats: dict = field(default_factory=dict)
+    rejected_rows: Optional[DataFrame] = None  # user_id, item_id, weight, ts as read + reason (for quarantine)
 
 
 def prepare(raw: DataFrame, cfg: PrepareConfig, id_type: str = "auto") -> PreparedData:
@@ -85,7 +87,9 @@ def prepare(raw: DataFrame, cfg: PrepareConfig, id_type: str = "auto") -> Prepar
     }
     log.info("prepare: %d rows read, %d interactions, %d users, %d items in %.1fs",
              rows_read, n_pairs, n_users, n_items, time.time() - started)
-    return PreparedData(interactions, user_ids, item_ids, n_users, n_items, stats)
+    rejected_rows = tagged.filter(F.col("_reason").isNotNull()).select(
+        USER_ID, ITEM_ID, WEIGHT, TS, F.col("_reason").alias("reason"))
+    return PreparedData(interactions, user_ids, item_ids, n_users, n_items, stats, rejected_rows)
 
 
 def _nonzero(counts: dict) -> str:
