@@ -196,6 +196,30 @@ class OutputConfig:
     path: str = "./warehouse"
 
 
+@dataclass
+class PublishConfig:
+    """Write-audit-publish of a run date (see docs/publishing.md)."""
+    mode: str = "auto"  # auto (pointer on POSIX paths, else rename) | pointer | rename
+    retention_days: int = 0  # dates older than the newest published date minus this are removed; 0 keeps all
+    lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
+    gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run
+    max_metric_drop: float = 0.1  # refuse to publish when the metric falls by more than this fraction
+    umask: str = "027"  # output files not world-readable
+
+    def __post_init__(self):
+        _check_choice("publish.mode", self.mode, ("auto", "pointer", "rename"))
+        _check_min("publish.retention_days", self.retention_days, 0)
+        _check_min("publish.lock_stale_seconds", self.lock_stale_seconds, 1)
+        if not 0.0 <= self.max_metric_drop < 1.0:
+            raise ConfigError(f"publish.max_metric_drop must be in [0, 1); got {self.max_metric_drop!r}")
+        metric, sep, k = self.gate_metric.partition("@")
+        if metric not in RANKING_METRICS or not sep or not k.isdigit():
+            raise ConfigError(f"publish.gate_metric must be <metric>@<k> with metric one of "
+                              f"{', '.join(RANKING_METRICS)}; got {self.gate_metric!r}")
+        if len(self.umask) != 3 or any(c not in "01234567" for c in self.umask) or int(self.umask[2]) < 4:
+            raise ConfigError(f"publish.umask must be three octal digits that deny others read (e.g. 027); got {self.umask!r}")
+
+
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 SPLIT_KINDS = ("random", "last_n", "time")
 
@@ -268,6 +292,7 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     similar: SimilarConfig = field(default_factory=SimilarConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
