@@ -173,8 +173,8 @@ MODEL_KINDS = ("als", "wals", "mf", "two_tower", "autoencoder", "content", "popu
 @dataclass
 class ScoreConfig:
     top_n: int = 10
-    batch_users: int = 2048
-    block_items: int = 16384
+    batch_users: int = 512  # users scored together; memory per task ~ batch_users x block_items x 4 bytes
+    block_items: int = 4096
 
     def __post_init__(self):
         _check_min("score.top_n", self.top_n, 1)
@@ -192,32 +192,17 @@ class SimilarConfig:
 
 
 @dataclass
-class OutputConfig:
-    path: str = "./warehouse"
+class RulesConfig:
+    """Business rules on user_recs; io reads each table (CSV or Parquet, like input) by path."""
+    exclude_items_path: Optional[str] = None  # column item_id: never recommended to anyone
+    exclude_user_items_path: Optional[str] = None  # columns user_id, item_id: never to that user
+    include_items_path: Optional[str] = None  # column item_id: only these may be recommended
+    fallback: bool = True  # fill users without factors and short lists from item popularity
 
 
 @dataclass
-class PublishConfig:
-    """Write-audit-publish of a run date (see docs/publishing.md)."""
-    mode: str = "auto"  # auto (pointer on POSIX paths, else rename) | pointer | rename
-    retention_days: int = 0  # dates older than the newest published date minus this are removed; 0 keeps all
-    lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
-    gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run
-    max_metric_drop: float = 0.1  # refuse to publish when the metric falls by more than this fraction
-    umask: str = "027"  # output files not world-readable
-
-    def __post_init__(self):
-        _check_choice("publish.mode", self.mode, ("auto", "pointer", "rename"))
-        _check_min("publish.retention_days", self.retention_days, 0)
-        _check_min("publish.lock_stale_seconds", self.lock_stale_seconds, 1)
-        if not 0.0 <= self.max_metric_drop < 1.0:
-            raise ConfigError(f"publish.max_metric_drop must be in [0, 1); got {self.max_metric_drop!r}")
-        metric, sep, k = self.gate_metric.partition("@")
-        if metric not in RANKING_METRICS or not sep or not k.isdigit():
-            raise ConfigError(f"publish.gate_metric must be <metric>@<k> with metric one of "
-                              f"{', '.join(RANKING_METRICS)}; got {self.gate_metric!r}")
-        if len(self.umask) != 3 or any(c not in "01234567" for c in self.umask) or int(self.umask[2]) < 4:
-            raise ConfigError(f"publish.umask must be three octal digits that deny others read (e.g. 027); got {self.umask!r}")
+class OutputConfig:
+    path: str = "./warehouse"
 
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
@@ -291,8 +276,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     similar: SimilarConfig = field(default_factory=SimilarConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    publish: PublishConfig = field(default_factory=PublishConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from recsys_spark.config import ScoreConfig, SimilarConfig
 from recsys_spark.factor_model import FactorModel
+from recsys_spark.kernels.blas import limit_blas_threads
 from recsys_spark.kernels.topk import top_n
 from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID
-from recsys_spark.scoring import topn_frame
+from recsys_spark.scoring import worker_threads
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -30,9 +32,6 @@ def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig
     spark = model.item_factors.sparkSession
     items = model.item_factors.select(ITEM_INDEX, ITEM_ID).toPandas().sort_values(ITEM_INDEX)
     unit = normalize_rows(model.item_factor_matrix())
-    item_ids = np.empty(unit.shape[0], dtype=object)
-    item_ids[items[ITEM_INDEX].to_numpy()] = items[ITEM_ID].to_numpy()
-    broadcast = spark.sparkContext.broadcast((unit, item_ids))
     id_type = model.item_factors.schema[ITEM_ID].dataType
     schema = T.StructType([
         T.StructField(ITEM_ID, id_type, False),
@@ -40,16 +39,27 @@ def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig
         T.StructField(SIMILAR_ITEM_ID, id_type, False),
         T.StructField(SCORE, T.FloatType(), False),
     ])
+    arrow_schema = to_arrow_schema(schema)
+    ids = np.empty(unit.shape[0], dtype=object)
+    ids[items[ITEM_INDEX].to_numpy()] = items[ITEM_ID].to_numpy()
+    broadcast = spark.sparkContext.broadcast((unit, pa.array(ids, type=arrow_schema.field(ITEM_ID).type)))
     top, batch_size, block_items = cfg.top_k, score_cfg.batch_users, score_cfg.block_items
 
-    def similar_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        vectors, ids = broadcast.value
+    def similar_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        limit_blas_threads(worker_threads())
+        vectors, item_ids = broadcast.value
         for batch in batches:
-            index = batch[ITEM_INDEX].to_numpy()
+            index = batch.column(ITEM_INDEX).to_numpy().astype(np.int64)
             for start in range(0, len(index), batch_size):
                 chunk = index[start:start + batch_size]
                 self_pairs = np.arange(len(chunk) + 1, dtype=np.int64)
-                idx, scores = top_n(vectors[chunk], vectors, top, self_pairs, chunk.astype(np.int64), block_items)
-                yield topn_frame(ids[chunk], idx, np.clip(scores, -1.0, 1.0), ids, ITEM_ID, SIMILAR_ITEM_ID)
+                idx, scores = top_n(vectors[chunk], vectors, top, self_pairs, chunk, block_items)
+                rows, cols = np.nonzero(idx >= 0)
+                yield pa.RecordBatch.from_arrays([
+                    item_ids.take(pa.array(chunk[rows])),
+                    pa.array((cols + 1).astype(np.int32)),
+                    item_ids.take(pa.array(idx[rows, cols])),
+                    pa.array(np.clip(scores[rows, cols], -1.0, 1.0).astype(np.float32)),
+                ], schema=arrow_schema)
 
-    return model.item_factors.select(ITEM_INDEX).mapInPandas(similar_batches, schema)
+    return model.item_factors.select(ITEM_INDEX).mapInArrow(similar_batches, schema)
