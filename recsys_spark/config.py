@@ -29,6 +29,11 @@ def _check_min(key: str, value: float, minimum: float, strict: bool = False) -> 
         raise ConfigError(f"{key} must be {relation} {minimum}; got {value!r}")
 
 
+def _check_fraction(key: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key} must be in [0, 1); got {value!r}")
+
+
 @dataclass
 class SparkConfig:
     master: Optional[str] = None  # None: spark-submit's --master, else local[*]
@@ -77,6 +82,7 @@ class AlsConfig:
     alpha: float = 10.0
     checkpoint_interval: int = 5
     nonnegative: bool = False
+    num_blocks: Optional[int] = None  # user and item blocks; None: Spark's default parallelism
 
     def __post_init__(self):
         _check_min("model.als.max_iter", self.max_iter, 1)
@@ -88,14 +94,15 @@ class AlsConfig:
 class WalsConfig:
     """Weighted ALS on the driver in TensorFlow, conjugate-gradient half-steps."""
     iterations: int = 15
-    reg: float = 0.05
-    unobserved_weight: float = 1.0
-    confidence: str = "linear"  # linear | log | bm25
-    alpha: float = 10.0
+    reg: float = 0.02  # row lambda = reg * (row count + unobserved_weight * other side) ** reg_exponent
+    reg_exponent: float = 1.0  # 1: scaled as in "Revisiting iALS" (Rendle et al.); 0: constant reg
+    unobserved_weight: float = 1.0  # weight of every unobserved (user, item) entry
+    confidence: str = "linear"  # linear | log | bm25: observed confidence 1 + alpha * f(weight)
+    alpha: float = 2.0
     epsilon: float = 1.0  # log scaling: 1 + alpha * log(1 + w / epsilon)
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
-    cg_steps: int = 3
+    cg_steps: int = 3  # conjugate-gradient iterations per half-step (warm-started)
     init_stddev: float = 0.01
 
     def __post_init__(self):
@@ -103,46 +110,87 @@ class WalsConfig:
         _check_min("model.wals.iterations", self.iterations, 1)
         _check_min("model.wals.cg_steps", self.cg_steps, 1)
         _check_min("model.wals.reg", self.reg, 0.0)
+        _check_min("model.wals.reg_exponent", self.reg_exponent, 0.0)
+        _check_min("model.wals.unobserved_weight", self.unobserved_weight, 0.0, strict=True)
+        _check_min("model.wals.alpha", self.alpha, 0.0)
+        _check_min("model.wals.epsilon", self.epsilon, 0.0, strict=True)
+        _check_min("model.wals.init_stddev", self.init_stddev, 0.0, strict=True)
 
 
 @dataclass
 class MfConfig:
     """Biased matrix factorization by mini-batch Adam on observed ratings (explicit feedback)."""
-    epochs: int = 30
-    batch_size: int = 4096
-    learning_rate: float = 0.01
-    reg: float = 0.02
-    validation_fraction: float = 0.1
+    epochs: int = 40
+    batch_size: int = 1024
+    learning_rate: float = 0.005
+    reg: float = 0.1  # L2 on factors and biases, per rating
+    init_stddev: float = 0.05
+    validation_fraction: float = 0.1  # 0 disables early stopping (then all epochs run)
     patience: int = 3
+
+    def __post_init__(self):
+        _check_min("model.mf.epochs", self.epochs, 1)
+        _check_min("model.mf.batch_size", self.batch_size, 1)
+        _check_min("model.mf.learning_rate", self.learning_rate, 0.0, strict=True)
+        _check_min("model.mf.reg", self.reg, 0.0)
+        _check_min("model.mf.init_stddev", self.init_stddev, 0.0)
+        _check_min("model.mf.patience", self.patience, 1)
+        _check_fraction("model.mf.validation_fraction", self.validation_fraction)
 
 
 @dataclass
 class TwoTowerConfig:
-    """Two-tower retrieval on ids with in-batch softmax."""
-    epochs: int = 20
+    """Two-tower retrieval on ids (optionally item features) with in-batch softmax."""
+    epochs: int = 30
     batch_size: int = 1024
     learning_rate: float = 0.01
-    temperature: float = 0.1
-    validation_fraction: float = 0.1
+    temperature: float = 0.1  # logits are cosine / temperature
+    popularity_correction: bool = True  # subtract log item frequency from in-batch logits (log-q)
+    item_features: bool = False  # add a projection of model.content.features_path to the item tower
+    validation_fraction: float = 0.1  # 0 disables early stopping
     patience: int = 3
+
+    def __post_init__(self):
+        _check_min("model.two_tower.epochs", self.epochs, 1)
+        _check_min("model.two_tower.batch_size", self.batch_size, 2)
+        _check_min("model.two_tower.learning_rate", self.learning_rate, 0.0, strict=True)
+        _check_min("model.two_tower.temperature", self.temperature, 0.0, strict=True)
+        _check_min("model.two_tower.patience", self.patience, 1)
+        _check_fraction("model.two_tower.validation_fraction", self.validation_fraction)
 
 
 @dataclass
 class AutoencoderConfig:
-    """Autoencoder over user interaction rows."""
-    epochs: int = 50
+    """Linear denoising autoencoder over user rows (input dropout marginalised analytically)."""
+    epochs: int = 100
     batch_size: int = 256
-    learning_rate: float = 0.001
-    dropout: float = 0.5
-    reg: float = 0.0
-    validation_fraction: float = 0.1
+    learning_rate: float = 0.01
+    dropout: float = 0.75  # input dropout probability p
+    reg: float = 3.0  # L2 on the item-item map, in units of the mean item's squared weight sum
+    item_bias: bool = False  # learned item bias (a constant-1 user column); off: it hurt top-N on MovieLens
+    binary: bool = True  # every interaction counts 1; false: rows carry the prepared weights
+    validation_fraction: float = 0.0  # > 0: early stopping on that share of the interactions
     patience: int = 5
+
+    def __post_init__(self):
+        _check_min("model.autoencoder.epochs", self.epochs, 1)
+        _check_min("model.autoencoder.batch_size", self.batch_size, 1)
+        _check_min("model.autoencoder.learning_rate", self.learning_rate, 0.0, strict=True)
+        _check_min("model.autoencoder.reg", self.reg, 0.0)
+        _check_min("model.autoencoder.patience", self.patience, 1)
+        _check_fraction("model.autoencoder.dropout", self.dropout)
+        _check_fraction("model.autoencoder.validation_fraction", self.validation_fraction)
 
 
 @dataclass
 class ContentConfig:
     """Item vectors from item features; users as the normalised weighted sum of their items."""
-    features_path: Optional[str] = None
+    features_path: Optional[str] = None  # item_id + features (CSV, Parquet, or MovieLens u.item)
+    features_format: str = "auto"  # auto | csv | parquet | movielens (auto: u.item, *.csv, else Parquet)
+    normalize_items: bool = True  # L2-normalise item vectors, so scores are cosines
+
+    def __post_init__(self):
+        _check_choice("model.content.features_format", self.features_format, ("auto", "csv", "parquet", "movielens"))
 
 
 @dataclass

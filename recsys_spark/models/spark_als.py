@@ -15,10 +15,12 @@ from recsys_spark.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDE
 log = logging.getLogger(__name__)
 
 
-def build_als(model_cfg: ModelConfig) -> ALS:
+def build_als(model_cfg: ModelConfig, parallelism: int = 10) -> ALS:
     """The pyspark.ml ALS estimator configured from model_cfg (columns from the schema module)."""
     cfg = model_cfg.als
+    blocks = cfg.num_blocks or max(parallelism, 1)
     return ALS(
+        numUserBlocks=blocks, numItemBlocks=blocks,
         rank=model_cfg.rank, maxIter=cfg.max_iter, regParam=cfg.reg_param, alpha=cfg.alpha,
         implicitPrefs=cfg.implicit, nonnegative=cfg.nonnegative, seed=model_cfg.seed,
         checkpointInterval=cfg.checkpoint_interval, userCol=USER_INDEX, itemCol=ITEM_INDEX,
@@ -31,7 +33,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     spark = prepared.interactions.sparkSession
     if spark.sparkContext.getCheckpointDir() is None:
         log.warning("no checkpoint directory set: long ALS runs may overflow the stack")
-    fitted = build_als(model_cfg).fit(prepared.interactions)
+    fitted = build_als(model_cfg, spark.sparkContext.defaultParallelism).fit(prepared.interactions)
     users = (fitted.userFactors.select(F.col("id").cast("int").alias(USER_INDEX), F.col("features").alias(FACTORS))
              .join(prepared.user_ids, USER_INDEX))
     items = (fitted.itemFactors.select(F.col("id").cast("int").alias(ITEM_INDEX), F.col("features").alias(FACTORS))
