@@ -1,0 +1,108 @@
+"""Biased matrix factorization on observed ratings (model.kind=mf), TensorFlow on the driver.
+
+    rating(u, i) ~ mu + b_u + b_i + p_u . q_i
+
+fitted by mini-batch Adam on squared error with L2 on factors and biases, for explicit feedback
+(ratings as the prepared weights). Early stopping on the RMSE of a seeded validation split.
+The biases are folded into two extra columns so a score stays one dot product:
+
+    user row [p_u, b_u, 1]    item row [q_i, 1, mu + b_i]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_spark.config import MfConfig, ModelConfig, TrainConfig
+from recsys_spark.factor_model import FactorModel
+from recsys_spark.models.driver_data import Interactions, collect_interactions
+from recsys_spark.models.tf_training import EarlyStopping, EpochLog, batches, set_seed, split_validation
+from recsys_spark.prepare import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MfFit:
+    user_factors: np.ndarray  # (n_users, k + 2): [p, b_u, 1]
+    item_factors: np.ndarray  # (n_items, k + 2): [q, 1, mu + b_i]
+    global_mean: float
+    best_epoch: int
+    history: list
+
+
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+    """Train biased MF on the prepared weights (ratings) and return its folded factors."""
+    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
+                                train_cfg.driver_max_bytes)
+    fit = fit_mf(data, model_cfg.rank, model_cfg.mf, model_cfg.seed)
+    metadata = {"kind": "mf", "seed": model_cfg.seed, "latent_rank": model_cfg.rank,
+                "params": dataclasses.asdict(model_cfg.mf), "global_mean": fit.global_mean,
+                "best_epoch": fit.best_epoch, "history": fit.history}
+    return FactorModel.from_numpy(fit.user_factors, fit.item_factors, prepared.user_ids, prepared.item_ids, metadata)
+
+
+def fit_mf(data: Interactions, rank: int, cfg: MfConfig, seed: int) -> MfFit:
+    """Fit mu + b_u + b_i + p_u . q_i to the weights of `data`; return the folded factors."""
+    import keras
+    import tensorflow as tf
+
+    set_seed(seed)
+    train_data, held_out = split_validation(data, cfg.validation_fraction, seed)
+    mu = float(train_data.weights.mean())
+    rng = np.random.default_rng(seed)
+    user_vec = tf.Variable(rng.normal(0, cfg.init_stddev, (data.n_users, rank)).astype(np.float32))
+    item_vec = tf.Variable(rng.normal(0, cfg.init_stddev, (data.n_items, rank)).astype(np.float32))
+    user_bias = tf.Variable(np.zeros(data.n_users, np.float32))
+    item_bias = tf.Variable(np.zeros(data.n_items, np.float32))
+    variables = [user_vec, item_vec, user_bias, item_bias]
+    optimizer = keras.optimizers.Adam(cfg.learning_rate)
+
+    def predict(users, items):
+        dot = tf.reduce_sum(tf.gather(user_vec, users) * tf.gather(item_vec, items), axis=1)
+        return mu + tf.gather(user_bias, users) + tf.gather(item_bias, items) + dot
+
+    @tf.function(reduce_retracing=True)
+    def step(users, items, ratings):
+        with tf.GradientTape() as tape:
+            error = tf.reduce_mean(tf.square(ratings - predict(users, items)))
+            penalty = (tf.reduce_sum(tf.square(tf.gather(user_vec, users)), axis=1)
+                       + tf.reduce_sum(tf.square(tf.gather(item_vec, items)), axis=1)
+                       + tf.square(tf.gather(user_bias, users)) + tf.square(tf.gather(item_bias, items)))
+            loss = error + cfg.reg * tf.reduce_mean(penalty)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return error
+
+    stopper = EarlyStopping(cfg.patience, higher_is_better=False)
+    epochs = EpochLog("mf")
+    for epoch in range(1, cfg.epochs + 1):
+        total = 0.0
+        for idx in batches(len(train_data), cfg.batch_size, rng):
+            total += float(step(train_data.users[idx], train_data.items[idx], train_data.weights[idx])) * len(idx)
+        train_rmse = np.sqrt(total / max(len(train_data), 1))
+        if len(held_out):
+            rmse = float(np.sqrt(np.mean(np.square(held_out.weights - predict(held_out.users, held_out.items).numpy()))))
+            epochs.epoch(epoch, train_rmse, "val_rmse", rmse)
+            if stopper.update(epoch, rmse, variables):
+                break
+        else:
+            epochs.epoch(epoch, train_rmse)
+    if len(held_out):
+        stopper.restore(variables)
+        log.info("mf: best epoch %d, validation RMSE %.4f", stopper.best_epoch, stopper.best)
+    users, items = fold_biases(user_vec.numpy(), item_vec.numpy(), user_bias.numpy(), item_bias.numpy(), mu)
+    return MfFit(users, items, mu, stopper.best_epoch or epoch, epochs.history)
+
+
+def fold_biases(user_vec: np.ndarray, item_vec: np.ndarray, user_bias: np.ndarray, item_bias: np.ndarray,
+                global_mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """[p, b_u, 1] and [q, 1, mu + b_i], so that their dot product is mu + b_u + b_i + p . q."""
+    ones_u = np.ones((len(user_vec), 1), np.float32)
+    ones_i = np.ones((len(item_vec), 1), np.float32)
+    users = np.hstack([user_vec, user_bias[:, None], ones_u])
+    items = np.hstack([item_vec, ones_i, (global_mean + item_bias)[:, None]])
+    return users.astype(np.float32), items.astype(np.float32)
