@@ -17,46 +17,13 @@ rows x columns matrix is never formed. Nonzeros are passed sorted by row.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-CONFIDENCE_SCHEMES = ("linear", "log", "bm25")
-
-
-def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int, n_items: int,
-               scheme: str = "linear", alpha: float = 10.0, epsilon: float = 1.0,
-               bm25_k1: float = 1.2, bm25_b: float = 0.75) -> np.ndarray:
-    """Confidence c_ui of each observed entry (float32), 1 + alpha * f(w).
-
-    linear: f = w; log: f = log(1 + w / epsilon); bm25: w saturated by k1 and the user's
-    total weight (b), times the item's inverse document frequency log(n_users / (1 + df)) floored at 0.
-    """
-    w = weights.astype(np.float64)
-    if scheme == "linear":
-        f = w
-    elif scheme == "log":
-        f = np.log1p(w / epsilon)
-    elif scheme == "bm25":
-        df = np.bincount(items, minlength=n_items)
-        idf = np.maximum(np.log(n_users / (1.0 + df)), 0.0)
-        user_total = np.bincount(users, weights=w, minlength=n_users)
-        length_norm = (1.0 - bm25_b) + bm25_b * user_total / max(user_total.mean(), 1e-12)
-        f = w * (bm25_k1 + 1.0) / (bm25_k1 * length_norm[users] + w) * idf[items]
-    else:
-        raise ValueError(f"confidence must be one of {', '.join(CONFIDENCE_SCHEMES)}; got {scheme!r}")
-    return (1.0 + alpha * f).astype(np.float32)
-
-
-def row_regularization(counts: np.ndarray, n_other: int, reg: float, unobserved_weight: float,
-                       exponent: float) -> np.ndarray:
-    """lambda per row: reg * (count + w0 * n_other) ** exponent (Rendle et al., "Revisiting iALS").
-
-    exponent 0 gives the plain constant reg for every row.
-    """
-    scale = (counts.astype(np.float64) + unobserved_weight * n_other) ** exponent
-    return (reg * scale).astype(np.float32)
+from recsys_spark.kernels.confidence import row_regularization
 
 
 @dataclass
@@ -131,8 +98,6 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
     history holds one {"iteration", "loss", "seconds"} per iteration; `on_iteration(entry)` is
     called after each one (for logging).
     """
-    import time
-
     w0 = tf.constant(unobserved_weight, tf.float32)
     steps = tf.constant(cg_steps, tf.int32)
     user_reg = row_regularization(np.bincount(users, minlength=n_users), n_items, reg, unobserved_weight, reg_exponent)

@@ -1,0 +1,79 @@
+"""Weighted ALS for implicit feedback, trained in TensorFlow on the driver.
+
+The interactions are collected to the driver (a deliberate, budgeted step: see
+models/driver_data.py); the numerical work is recsys_spark/kernels/wals_tf.py. Weighting:
+observed entries get confidence 1 + alpha * f(weight) (linear, log or BM25), every unobserved
+entry gets model.wals.unobserved_weight, and rows are regularised by
+reg * (count + unobserved_weight * catalog) ** reg_exponent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+from recsys_spark.factor_model import FactorModel
+from recsys_spark.kernels.confidence import bm25_statistics, confidence
+from recsys_spark.models.driver_data import Interactions, collect_interactions
+from recsys_spark.prepare import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+    """Fit WALS on the prepared interactions; metadata records params, loss and seconds per iteration."""
+    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes)
+    user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed)
+    return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
+
+
+def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Driver-side WALS on COO interactions: (user_factors, item_factors, metadata)."""
+    from recsys_spark.kernels import wals_tf  # TensorFlow loads only when this trainer runs
+
+    foldin = foldin_parameters(data, cfg)
+    conf = confidence(data.users, data.items, data.weights, cfg.confidence, cfg.alpha, cfg.epsilon,
+                      cfg.bm25_k1, cfg.bm25_b, _idf(foldin), foldin.get("bm25_mean_user_weight", 1.0))
+
+    def progress(entry):
+        log.info("wals: iteration %d/%d loss %.6g (%.2fs)", entry["iteration"], cfg.iterations,
+                 entry["loss"], entry["seconds"])
+
+    user_factors, item_factors, history = wals_tf.fit(
+        data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
+        cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress)
+    metadata = {
+        "kind": "wals",
+        "rank": rank,
+        "seed": seed,
+        "params": dataclasses.asdict(cfg),
+        "history": history,
+        "foldin": foldin,
+    }
+    return user_factors, item_factors, metadata
+
+
+def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
+    """What fold-in needs to solve a new user's row exactly as training did (JSON-ready)."""
+    params = {
+        "unobserved_weight": cfg.unobserved_weight,
+        "reg": cfg.reg,
+        "reg_exponent": cfg.reg_exponent,
+        "confidence": cfg.confidence,
+        "alpha": cfg.alpha,
+        "epsilon": cfg.epsilon,
+        "bm25_k1": cfg.bm25_k1,
+        "bm25_b": cfg.bm25_b,
+    }
+    if cfg.confidence == "bm25":
+        idf, mean_user_weight = bm25_statistics(data.users, data.items, data.weights, data.n_users, data.n_items)
+        params["bm25_idf"] = [round(float(v), 6) for v in idf]
+        params["bm25_mean_user_weight"] = mean_user_weight
+    return params
+
+
+def _idf(foldin: dict) -> np.ndarray | None:
+    return np.asarray(foldin["bm25_idf"]) if "bm25_idf" in foldin else None

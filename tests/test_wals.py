@@ -1,0 +1,144 @@
+"""WALS: the TF core against dense numpy solves, planted structure, determinism, the Spark trainer."""
+
+import numpy as np
+import pytest
+
+from recsys_spark.kernels.confidence import bm25_statistics, confidence, row_regularization
+from recsys_spark.sample_data import generate_interactions
+
+tf = pytest.importorskip("tensorflow")
+from recsys_spark.kernels import wals_tf  # noqa: E402
+
+
+def _tiny(seed=0, n_users=9, n_items=7):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < 0.35
+    mask[0] = False  # a user with no interactions must get the zero-data solution
+    users, items = np.nonzero(mask)
+    conf = (1.0 + 3.0 * rng.random(len(users))).astype(np.float32)
+    return users.astype(np.int32), items.astype(np.int32), conf
+
+
+def _dense_weights(users, items, conf, n_users, n_items, w0):
+    weights = np.full((n_users, n_items), w0)
+    weights[users, items] = conf
+    target = np.zeros((n_users, n_items))
+    target[users, items] = 1.0
+    return weights, target
+
+
+def _exact_rows(other, weights, target, reg):
+    """Row r minimises sum_j W_rj (P_rj - x.y_j)^2 + reg_r |x|^2 (dense closed form, float64)."""
+    other = other.astype(np.float64)
+    eye = np.eye(other.shape[1])
+    return np.stack([np.linalg.solve(other.T @ (weights[r][:, None] * other) + reg[r] * eye,
+                                     other.T @ (weights[r] * target[r])) for r in range(len(weights))])
+
+
+def test_half_step_with_enough_cg_iterations_is_the_exact_solve():
+    users, items, conf = _tiny()
+    n_users, n_items, rank, w0 = 9, 7, 4, 0.3
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n_users, rank)).astype(np.float32)
+    y = rng.normal(size=(n_items, rank)).astype(np.float32)
+    reg = row_regularization(np.bincount(users, minlength=n_users), n_items, 0.05, w0, 1.0)
+    nz = wals_tf.SortedNonzeros.build(users, items, conf, reg)
+    got = wals_tf.half_step(tf.constant(x), tf.constant(y), nz.rows, nz.cols, nz.conf, nz.reg,
+                            tf.constant(w0), tf.constant(3 * rank)).numpy()
+    weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
+    np.testing.assert_allclose(got, _exact_rows(y, weights, target, reg), rtol=1e-4, atol=1e-5)
+
+
+def test_fit_matches_alternating_dense_solves_and_its_loss_is_the_objective():
+    users, items, conf = _tiny(seed=3)
+    n_users, n_items, rank, w0, reg, iterations = 9, 7, 3, 0.5, 0.1, 4
+    got_x, got_y, history = wals_tf.fit(users, items, conf, n_users, n_items, rank, iterations, reg, w0,
+                                        reg_exponent=0.0, cg_steps=3 * rank, init_stddev=0.1, seed=5)
+    weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
+    x = wals_tf.initial_factors(n_users, rank, 0.1, (5, 1)).numpy()
+    y = wals_tf.initial_factors(n_items, rank, 0.1, (5, 2)).numpy()
+    for _ in range(iterations):
+        x = _exact_rows(y, weights, target, np.full(n_users, reg))
+        y = _exact_rows(x, weights.T, target.T, np.full(n_items, reg))
+    np.testing.assert_allclose(got_x, x, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got_y, y, rtol=1e-3, atol=1e-4)
+    objective = (weights * (target - got_x.astype(np.float64) @ got_y.T) ** 2).sum() \
+        + reg * ((got_x.astype(np.float64) ** 2).sum() + (got_y.astype(np.float64) ** 2).sum())
+    assert history[-1]["loss"] == pytest.approx(objective, rel=1e-4)
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] <= history[0]["loss"]
+
+
+def test_confidence_schemes_by_hand():
+    users, items = np.array([0, 0, 1]), np.array([0, 1, 1])
+    weights = np.array([1.0, 3.0, 2.0])
+    np.testing.assert_allclose(confidence(users, items, weights, "linear", alpha=2.0), [3.0, 7.0, 5.0])
+    np.testing.assert_allclose(confidence(users, items, weights, "log", alpha=2.0, epsilon=0.5),
+                               1 + 2 * np.log(1 + weights / 0.5), rtol=1e-6)
+    idf, mean_total = bm25_statistics(users, items, weights, n_users=4, n_items=2)
+    np.testing.assert_allclose(idf, [np.log(4 / 2), np.log(4 / 3)])
+    assert mean_total == pytest.approx(6.0 / 4)
+    k1, b = 1.2, 0.75
+    norm = np.array([1 - b + b * 4 / 1.5, 1 - b + b * 4 / 1.5, 1 - b + b * 2 / 1.5])
+    expected = 1 + 2.0 * weights * (k1 + 1) / (k1 * norm + weights) * idf[items]
+    np.testing.assert_allclose(confidence(users, items, weights, "bm25", alpha=2.0, bm25_k1=k1, bm25_b=b,
+                                          item_idf=idf, mean_user_weight=mean_total), expected, rtol=1e-6)
+
+
+def _indexed(frame):
+    users = np.unique(frame.user_id, return_inverse=True)[1]
+    items = np.unique(frame.item_id, return_inverse=True)[1]
+    return users.astype(np.int32), items.astype(np.int32), frame.weight.to_numpy(np.float32)
+
+
+def _precision_at_10(scores, train_users, train_items, test_users, test_items):
+    scores = scores.copy()
+    scores[train_users, train_items] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    held = {}
+    for u, i in zip(test_users, test_items):
+        held.setdefault(u, set()).add(i)
+    return np.mean([len(held[u] & set(top[u])) / 10 for u in held])
+
+
+def test_wals_learns_planted_taste_and_beats_popularity():
+    frame = generate_interactions(800, 300, 30000, seed=11).groupby(["user_id", "item_id"], as_index=False).weight.sum()
+    users, items, weights = _indexed(frame)
+    n_users, n_items = users.max() + 1, items.max() + 1
+    test = np.random.default_rng(0).random(len(users)) < 0.2
+    train = ~test
+    conf = confidence(users[train], items[train], weights[train], "linear", alpha=2.0)
+    x, y, _ = wals_tf.fit(users[train], items[train], conf, n_users, n_items, rank=16, iterations=10,
+                          reg=0.02, unobserved_weight=1.0, reg_exponent=1.0, cg_steps=3, init_stddev=0.01, seed=1)
+    popularity = np.tile(np.bincount(items[train], minlength=n_items).astype(float), (n_users, 1))
+    args = (users[train], items[train], users[test], items[test])
+    wals_p = _precision_at_10(x @ y.T, *args)
+    pop_p = _precision_at_10(popularity, *args)
+    assert wals_p > 1.5 * pop_p, (wals_p, pop_p)
+
+
+def test_same_seed_same_factors_other_seed_other_factors():
+    users, items, conf = _tiny(seed=4, n_users=30, n_items=20)
+    run = lambda seed: wals_tf.fit(users, items, conf, 30, 20, 4, 3, 0.02, 1.0, 1.0, 2, 0.1, seed)[:2]
+    first, again, other = run(7), run(7), run(8)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.allclose(first[0], other[0])
+
+
+def test_train_builds_a_factor_model_with_history(spark):
+    from recsys_spark.config import ModelConfig, PrepareConfig, TrainConfig, WalsConfig
+    from recsys_spark.models import wals
+    from recsys_spark.prepare import prepare
+
+    frame = generate_interactions(60, 40, 800, seed=3)
+    prepared = prepare(spark.createDataFrame(frame), PrepareConfig())
+    cfg = ModelConfig(kind="wals", rank=5, seed=9, wals=WalsConfig(iterations=3, confidence="bm25"))
+    model = wals.train(prepared, cfg, TrainConfig())
+    assert model.kind == "wals" and model.rank == 5
+    assert [h["iteration"] for h in model.metadata["history"]] == [1, 2, 3]
+    assert all(h["seconds"] >= 0 and np.isfinite(h["loss"]) for h in model.metadata["history"])
+    assert model.metadata["params"]["confidence"] == "bm25"
+    assert len(model.metadata["foldin"]["bm25_idf"]) == prepared.n_items
+    assert model.user_factors.count() == prepared.n_users
+    assert model.item_factor_matrix().shape == (prepared.n_items, 5)
