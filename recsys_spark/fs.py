@@ -3,6 +3,9 @@ local disk, HDFS and object stores wherever Spark runs."""
 
 from __future__ import annotations
 
+import os
+import time
+
 from pyspark.sql import SparkSession
 
 
@@ -70,3 +73,68 @@ def read_text(spark: SparkSession, path: str) -> str:
     finally:
         stream.close()
     return bytes(data).decode("utf-8")
+
+
+def local_path(spark: SparkSession, path: str) -> str | None:
+    """The POSIX path of `path` when it lives on the local file system, else None."""
+    uri = qualify(spark, path)
+    return uri[len("file:"):] if uri.startswith("file:") else None
+
+
+def create_exclusive(spark: SparkSession, path: str, text: str) -> bool:
+    """Create `path` holding `text` only if it does not exist; False when it does.
+
+    Atomic on HDFS (create without overwrite) and on local disk (O_EXCL).
+    """
+    local = local_path(spark, path)
+    if local is not None:
+        os.makedirs(os.path.dirname(local), mode=0o750, exist_ok=True)
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        return True
+    fs, jpath = _path(spark, path)
+    try:
+        out = fs.create(jpath, False)
+    except Exception as exc:  # Py4J wraps FileAlreadyExistsException
+        if "AlreadyExists" in str(exc) or fs.exists(jpath):
+            return False
+        raise
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+    return True
+
+
+def modified_seconds(spark: SparkSession, path: str) -> float | None:
+    """Modification time of `path` in epoch seconds, or None when it does not exist."""
+    fs, jpath = _path(spark, path)
+    if not fs.exists(jpath):
+        return None
+    return fs.getFileStatus(jpath).getModificationTime() / 1000.0
+
+
+def touch(spark: SparkSession, path: str) -> None:
+    """Set the modification time of `path` to now."""
+    fs, jpath = _path(spark, path)
+    fs.setTimes(jpath, int(time.time() * 1000), -1)
+
+
+def restrict_permissions(spark: SparkSession, path: str, dir_mode: int = 0o750, file_mode: int = 0o640) -> None:
+    """chmod the tree under `path` so that others cannot read it (a no-op where unsupported)."""
+    fs, jpath = _path(spark, path)
+    jvm = spark.sparkContext._jvm
+    perm = jvm.org.apache.hadoop.fs.permission.FsPermission
+    dir_perm, file_perm = perm.createImmutable(dir_mode), perm.createImmutable(file_mode)
+    pending = [fs.getFileStatus(jpath)]
+    while pending:
+        status = pending.pop()
+        if status.isDirectory():
+            fs.setPermission(status.getPath(), dir_perm)
+            pending.extend(fs.listStatus(status.getPath()))
+        else:
+            fs.setPermission(status.getPath(), file_perm)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".data", ".csv.gz", ".tsv.gz")
+CORRUPT_RECORD = "_corrupt_record"  # the whole text of a malformed CSV line
 
 
 class InputError(ValueError):
@@ -26,7 +27,8 @@ class InputError(ValueError):
 
 
 def read_interactions(spark: SparkSession, cfg: InputConfig, source: str | None = None) -> DataFrame:
-    """Read interactions and return columns user_id, item_id, weight, ts under their canonical names."""
+    """Read interactions and return columns user_id, item_id, weight, ts under their canonical names
+    (plus CORRUPT_RECORD for text input: the line when it was malformed, else null)."""
     source = source or cfg.path
     if not source:
         raise InputError("no input given: pass --input PATH (or TABLE) or set input.path")
@@ -34,11 +36,22 @@ def read_interactions(spark: SparkSession, cfg: InputConfig, source: str | None 
     if fmt == "table":
         df = spark.read.table(source)
     elif fmt == "parquet":
-        df = spark.read.parquet(source)
+        df = _read_parquet(spark, source)
     else:
         df = _read_text(spark, cfg, source)
     log.info("read %s input from %s", fmt, source)
     return _canonical_columns(df, cfg, source)
+
+
+def _read_parquet(spark: SparkSession, source: str) -> DataFrame:
+    # mergeSchema reads every footer now, so a corrupt file or a file whose schema drifted is an
+    # input error before training rather than a task failure halfway through the run.
+    try:
+        return spark.read.option("mergeSchema", "true").parquet(source)
+    except Exception as exc:  # Spark raises several kinds (AnalysisException, SparkException, Py4J)
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read the Parquet input {source} ({first_line}); "
+                         "replace or remove the corrupt or incompatible file") from None
 
 
 def _detect_format(spark: SparkSession, source: str, fmt: str) -> str:
@@ -60,14 +73,19 @@ def _read_text(spark: SparkSession, cfg: InputConfig, source: str) -> DataFrame:
     delimiter = "\t" if cfg.delimiter == "\\t" else cfg.delimiter
     if delimiter == "," and source.lower().rstrip("/").endswith((".tsv", ".tsv.gz")):
         delimiter = "\t"
-    reader = spark.read.option("sep", delimiter).option("header", cfg.header).option("mode", "PERMISSIVE")
-    if not cfg.header:
-        if not cfg.names:
-            raise InputError("input.header is false, so input.names must list the column names (e.g. [user_id, item_id, weight, ts])")
-        schema = T.StructType([T.StructField(n, T.StringType(), True) for n in cfg.names])
-        return reader.schema(schema).csv(source)
-    # All columns as strings: ids keep their exact text; prepare settles the types.
-    return reader.option("inferSchema", False).csv(source)
+    reader = spark.read.option("sep", delimiter).option("header", cfg.header)
+    if cfg.header:
+        names = reader.option("inferSchema", False).csv(source).columns
+    elif cfg.names:
+        names = list(cfg.names)
+    else:
+        raise InputError("input.header is false, so input.names must list the column names (e.g. [user_id, item_id, weight, ts])")
+    # All columns as strings: ids keep their exact text; prepare settles the types. A line with
+    # the wrong number of fields lands whole in CORRUPT_RECORD, to be quarantined, not dropped.
+    schema = T.StructType([T.StructField(n, T.StringType(), True) for n in names]
+                          + [T.StructField(CORRUPT_RECORD, T.StringType(), True)])
+    return (reader.schema(schema).option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT_RECORD).csv(source))
 
 
 def _canonical_columns(df: DataFrame, cfg: InputConfig, source: str) -> DataFrame:
@@ -75,10 +93,37 @@ def _canonical_columns(df: DataFrame, cfg: InputConfig, source: str) -> DataFram
     for role, name in (("input.user_col", cfg.user_col), ("input.item_col", cfg.item_col)):
         if name not in columns:
             raise InputError(f"column {name!r} ({role}) not found in {source}; columns are: {', '.join(df.columns)}")
+    _check_types(df, cfg, source)
+    for role, name in (("input.weight_col", cfg.weight_col), ("input.ts_col", cfg.ts_col)):
+        if name and name not in columns:
+            log.warning("column %r (%s) not in %s: %s", name, role, source,
+                        "every weight is 1.0" if role == "input.weight_col" else "no timestamps")
     weight = F.col(cfg.weight_col) if cfg.weight_col and cfg.weight_col in columns else F.lit(1.0)
     ts = F.col(cfg.ts_col) if cfg.ts_col and cfg.ts_col in columns else F.lit(None).cast(T.LongType())
+    if cfg.ts_col in columns and isinstance(df.schema[cfg.ts_col].dataType, (T.TimestampType, T.TimestampNTZType)):
+        ts = F.unix_timestamp(ts)
+    extra = [F.col(CORRUPT_RECORD)] if CORRUPT_RECORD in columns else []
     return df.select(F.col(cfg.user_col).alias(USER_ID), F.col(cfg.item_col).alias(ITEM_ID),
-                     weight.alias(WEIGHT), ts.alias(TS))
+                     weight.alias(WEIGHT), ts.alias(TS), *extra)
+
+
+def _check_types(df: DataFrame, cfg: InputConfig, source: str) -> None:
+    """Schema drift is an error before training: ids must be strings or integers, the weight a
+    number and the timestamp an integer or a timestamp (text files give strings, settled by prepare)."""
+    allowed = {
+        "input.user_col": (cfg.user_col, (T.StringType, T.IntegralType), "strings or integers"),
+        "input.item_col": (cfg.item_col, (T.StringType, T.IntegralType), "strings or integers"),
+        "input.weight_col": (cfg.weight_col, (T.StringType, T.NumericType), "numbers"),
+        "input.ts_col": (cfg.ts_col, (T.StringType, T.IntegralType, T.TimestampType, T.TimestampNTZType),
+                         "epoch seconds or timestamps"),
+    }
+    for role, (name, types, what) in allowed.items():
+        if name and name in df.columns:
+            dtype = df.schema[name].dataType
+            text_only = isinstance(dtype, T.StringType) and role in ("input.weight_col", "input.ts_col")
+            if not isinstance(dtype, types) or (text_only and CORRUPT_RECORD not in df.columns):
+                raise InputError(f"column {name!r} ({role}) of {source} has type {dtype.simpleString()}, "
+                                 f"but must hold {what}; fix the input or point {role} at the right column")
 
 
 def save_prepared(prepared: PreparedData, path: str) -> None:

@@ -1,4 +1,8 @@
-"""The nightly pipeline and its stages, wired to storage. Stages themselves do no I/O."""
+"""The nightly pipeline and its stages, wired to storage. Stages themselves do no I/O.
+
+A run is written to a hidden staging directory, audited, sealed with its manifest and `_SUCCESS`,
+then published in one step (see publish.py and docs/publishing.md).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,17 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recsys_spark import io
+from recsys_spark import audit, fs, io
 from recsys_spark.config import Config
 from recsys_spark.factor_model import FactorModel
+from recsys_spark.faults import fail_first_attempt, fault_point
+from recsys_spark.layout import QUARANTINE, DateLayout, new_run_id, table_path
+from recsys_spark.lock import DateLock
 from recsys_spark.models.registry import train_model
 from recsys_spark.prepare import PreparedData, prepare
-from recsys_spark.publish import write_partition
-from recsys_spark.schema import (ITEM_INDEX, ITEM_SIMILAR, ITEM_SIMILAR_COLUMNS, MODEL, USER_INDEX,
+from recsys_spark.publish import apply_retention, clean_date, last_published_manifest, publish, resolve_mode, seal
+from recsys_spark.quarantine import account, profile_input, quarantine_rows, split_malformed
+from recsys_spark.schema import (ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, ITEM_SIMILAR_COLUMNS, MODEL, USER_ID, USER_INDEX,
                                  USER_RECS, USER_RECS_COLUMNS)
 from recsys_spark.scoring import recommend
 from recsys_spark.similarity import similar_items
@@ -42,28 +50,21 @@ def parse_run_date(value: str | None) -> str:
 
 @dataclass
 class RunPaths:
-    """Where one run date's tables and working files live under the output directory."""
+    """The output root and run date of a command (paths themselves: layout.DateLayout)."""
     output: str
     run_date: str
 
     @property
-    def run_dir(self) -> str:
-        return f"{self.output}/_runs/{self.run_date}"
+    def layout(self) -> DateLayout:
+        return DateLayout(self.output, self.run_date)
 
     @property
     def prepared(self) -> str:
-        return f"{self.run_dir}/prepared"
+        return self.layout.prepared
 
     @property
     def model(self) -> str:
-        return f"{self.run_dir}/model"
-
-    @property
-    def manifest(self) -> str:
-        return f"{self.run_dir}/manifest.json"
-
-    def table(self, name: str) -> str:
-        return f"{self.output}/{name}"
+        return self.layout.model
 
 
 @dataclass
@@ -87,6 +88,14 @@ def set_checkpoint_dir(spark: SparkSession, cfg: Config, output: str) -> None:
     spark.sparkContext.setCheckpointDir(cfg.spark.checkpoint_dir or f"{output}/_checkpoints")
 
 
+def private_output(spark: SparkSession, cfg: Config, output: str) -> None:
+    """Files written from now on are not world-readable (Hadoop's umask for every writer)."""
+    spark.sparkContext._jsc.hadoopConfiguration().set("fs.permissions.umask-mode", cfg.publish.umask)
+    if not fs.exists(spark, output):
+        fs.mkdirs(spark, output)
+        fs.restrict_permissions(spark, output)
+
+
 def user_recs_table(recs: DataFrame, model_name: str) -> DataFrame:
     return recs.withColumn(MODEL, F.lit(model_name)).select(*USER_RECS_COLUMNS)
 
@@ -95,63 +104,142 @@ def item_similar_table(similar: DataFrame, model_name: str) -> DataFrame:
     return similar.withColumn(MODEL, F.lit(model_name)).select(*ITEM_SIMILAR_COLUMNS)
 
 
-def run_prepare(spark: SparkSession, cfg: Config, source: str | None) -> PreparedData:
+def run_prepare(spark: SparkSession, cfg: Config, source: str | None) -> tuple[PreparedData, DataFrame]:
+    """Read, split off malformed lines, prepare; returns the prepared data and the quarantine rows.
+
+    prepared.stats gains `input` (rows read, content hash, source).
+    """
     raw = io.read_interactions(spark, cfg.input, source)
-    prepared = prepare(raw, cfg.prepare, cfg.input.id_type)
+    profile = profile_input(raw)
+    wellformed, malformed = split_malformed(raw)
+    prepared = prepare(wellformed, cfg.prepare, cfg.input.id_type)
     prepared.interactions = prepared.interactions.persist()
-    return prepared
+    prepared.stats["input"] = {"source": source or cfg.input.path, **profile}
+    return prepared, quarantine_rows(malformed, prepared)
 
 
-def publish_recs(spark, cfg: Config, paths: RunPaths, model: FactorModel, seen: DataFrame, summary: RunSummary):
-    recs = user_recs_table(recommend(model, seen, cfg.score), model.kind)
-    target = write_partition(recs, paths.table(USER_RECS), paths.run_date)
-    summary.counts[USER_RECS] = spark.read.parquet(target).count()
+def write_quarantine(spark: SparkSession, quarantine: DataFrame, path: str, prepared: PreparedData) -> int:
+    """Write the quarantine table, check the row accounting, record it in prepared.stats."""
+    quarantine.write.mode("overwrite").parquet(path)
+    count = spark.read.parquet(path).count()
+    prepared.stats["rows"] = account(prepared.stats["input"], prepared.stats, count)
+    return count
 
 
-def publish_similar(spark, cfg: Config, paths: RunPaths, model: FactorModel, summary: RunSummary):
-    similar = item_similar_table(similar_items(model, cfg.similar, cfg.score), model.kind)
-    target = write_partition(similar, paths.table(ITEM_SIMILAR), paths.run_date)
-    summary.counts[ITEM_SIMILAR] = spark.read.parquet(target).count()
+def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, path: str) -> None:
+    recs = user_recs_table(recommend(model, prepared.interactions.select(USER_INDEX, ITEM_INDEX), cfg.score), model.kind)
+    fail_first_attempt(recs).write.mode("overwrite").parquet(path)
+
+
+def write_similar(cfg: Config, model: FactorModel, path: str) -> None:
+    item_similar_table(similar_items(model, cfg.similar, cfg.score), model.kind).write.mode("overwrite").parquet(path)
+
+
+def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel) -> dict:
+    """Audit the tables staged in `run_dir` against the prepared data and the model; raises AuditError."""
+    results = {}
+    if fs.exists(spark, table_path(run_dir, USER_RECS)):
+        seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+        seen_counts = seen.groupBy(USER_INDEX).agg(F.count(F.lit(1)).alias("n_seen"))
+        eligible = (model.user_factors.select(USER_INDEX, USER_ID).join(seen_counts, USER_INDEX, "left")
+                    .select(USER_ID, F.coalesce("n_seen", F.lit(0)).alias("n_seen")))
+        seen_ids = seen.join(prepared.user_ids, USER_INDEX).join(prepared.item_ids, ITEM_INDEX).select(USER_ID, ITEM_ID)
+        results[USER_RECS] = audit.audit_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), eligible, seen_ids,
+                                              prepared.n_items, cfg.score.top_n)
+    if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
+        results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
+                                                    model.item_factors.select(ITEM_ID), cfg.similar.top_k)
+    audit.require_clean(results)
+    return results
+
+
+def evaluate_run(prepared: PreparedData, cfg: Config, run_id: str) -> dict | None:
+    """Manifest metrics {model: {metric@k: value}} when evaluate.enabled, else None."""
+    if not cfg.evaluate.enabled:
+        return None
+    from recsys_spark.evaluate import evaluate, manifest_metrics
+
+    return manifest_metrics(evaluate(prepared, cfg, run_id))
+
+
+def seal_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_id: str, manifest: dict) -> dict:
+    """Quality gate, seal, publish in one step, clean the date, apply retention; returns the manifest."""
+    previous = last_published_manifest(spark, layout.root, layout.run_date)
+    manifest["quality_gate"] = audit.quality_gate(
+        manifest.get("metrics"), (previous or {}).get("metrics"), manifest["model"].get("kind", cfg.model.kind),
+        cfg.publish.gate_metric, cfg.publish.max_metric_drop)
+    manifest["compared_with_run"] = (previous or {}).get("run_id")
+    seal(spark, layout, run_id, manifest)
+    fault_point("audited")
+    replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
+    clean_date(spark, layout, keep={run_id, replaced} - {None})
+    apply_retention(spark, layout.root, cfg.publish.retention_days)
+    return manifest
+
+
+def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: dict, model: FactorModel) -> dict:
+    rejected = dict(prepared_stats.get("rejected", {}))
+    rejected["malformed_line"] = prepared_stats.get("input", {}).get("malformed_lines", 0)
+    return {
+        "run_id": run_id, "run_date": layout.run_date,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "input": prepared_stats.get("input", {}), "rows": prepared_stats.get("rows", {}),
+        "rejected_by_reason": rejected, "prepare": prepared_stats, "model": model.metadata,
+        "config": cfg.to_dict(),
+    }
 
 
 def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: str, run_date: str) -> RunSummary:
-    """prepare -> train -> score -> similar -> write, for one run date."""
-    paths = RunPaths(output, run_date)
-    summary = RunSummary(paths)
+    """prepare -> train -> score -> similar -> audit -> publish, for one run date."""
+    layout, run_id = DateLayout(output, run_date), new_run_id()
+    summary = RunSummary(RunPaths(output, run_date))
+    resolve_mode(spark, output, cfg.publish.mode)
+    private_output(spark, cfg, output)
     set_checkpoint_dir(spark, cfg, output)
-    with timed("prepare", summary.timings):
-        prepared = run_prepare(spark, cfg, source)
-    with timed("train", summary.timings):
-        model = train_model(prepared, cfg)
-        model.save(paths.model)
-        model = FactorModel.load(spark, paths.model)
-    with timed("score", summary.timings):
-        publish_recs(spark, cfg, paths, model, prepared.interactions.select(USER_INDEX, ITEM_INDEX), summary)
-    if cfg.similar.enabled:
-        with timed("similar", summary.timings):
-            publish_similar(spark, cfg, paths, model, summary)
-    summary.manifest = {
-        "run_date": run_date, "input": source or cfg.input.path, "prepare": prepared.stats,
-        "model": model.metadata, "row_counts": summary.counts, "timings": summary.timings,
-        "config": cfg.to_dict(),
-    }
-    io.write_json(spark, paths.manifest, summary.manifest)
-    prepared.interactions.unpersist()
+    with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+        staging = layout.staging(run_id)
+        with timed("prepare", summary.timings):
+            prepared, quarantine = run_prepare(spark, cfg, source)
+            summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
+        with timed("train", summary.timings):
+            model = train_model(prepared, cfg)
+            model.save(f"{staging}/model")
+            model = FactorModel.load(spark, f"{staging}/model")
+        with timed("score", summary.timings):
+            write_recs(cfg, model, prepared, table_path(staging, USER_RECS))
+        if cfg.similar.enabled:
+            with timed("similar", summary.timings):
+                write_similar(cfg, model, table_path(staging, ITEM_SIMILAR))
+        fault_point("staging_written")
+        with timed("evaluate", summary.timings):
+            metrics = evaluate_run(prepared, cfg, run_id)
+        with timed("audit", summary.timings):
+            results = audit_run(spark, cfg, staging, prepared, model)
+        summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
+        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model)
+        manifest.update(row_counts=summary.counts, audit=results, metrics=metrics, timings=summary.timings)
+        with timed("publish", summary.timings):
+            summary.manifest = seal_and_publish(spark, cfg, layout, run_id, manifest)
+        prepared.interactions.unpersist()
     return summary
 
 
 def stage_prepare(spark: SparkSession, cfg: Config, source: str | None, paths: RunPaths) -> RunSummary:
     summary = RunSummary(paths)
+    private_output(spark, cfg, paths.output)
     with timed("prepare", summary.timings):
-        prepared = run_prepare(spark, cfg, source)
+        prepared, quarantine = run_prepare(spark, cfg, source)
+        write_quarantine(spark, quarantine, table_path(paths.layout.stage, QUARANTINE), prepared)
         io.save_prepared(prepared, paths.prepared)
-    summary.counts = {"interactions": prepared.stats["interactions"], "users": prepared.n_users, "items": prepared.n_items}
+    summary.counts = {"interactions": prepared.stats["interactions"], "users": prepared.n_users,
+                      "items": prepared.n_items, QUARANTINE: prepared.stats["rows"]["quarantined"]}
     summary.manifest = {"prepare": prepared.stats}
     return summary
 
 
 def stage_train(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary:
     summary = RunSummary(paths)
+    private_output(spark, cfg, paths.output)
     set_checkpoint_dir(spark, cfg, paths.output)
     with timed("train", summary.timings):
         prepared = io.load_prepared(spark, paths.prepared)
@@ -162,16 +250,47 @@ def stage_train(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary
 
 
 def stage_score(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> RunSummary:
+    """Stage user_recs; publishes the date once every table it needs is staged."""
     summary = RunSummary(paths)
+    private_output(spark, cfg, paths.output)
     with timed("score", summary.timings):
         model = FactorModel.load(spark, model_dir or paths.model)
-        prepared = io.load_prepared(spark, paths.prepared)
-        publish_recs(spark, cfg, paths, model, prepared.interactions.select(USER_INDEX, ITEM_INDEX), summary)
-    return summary
+        write_recs(cfg, model, io.load_prepared(spark, paths.prepared), table_path(paths.layout.stage, USER_RECS))
+    return _publish_staged(spark, cfg, paths, model_dir, summary)
 
 
 def stage_similar(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> RunSummary:
+    """Stage item_similar; publishes the date once every table it needs is staged."""
     summary = RunSummary(paths)
+    private_output(spark, cfg, paths.output)
     with timed("similar", summary.timings):
-        publish_similar(spark, cfg, paths, FactorModel.load(spark, model_dir or paths.model), summary)
+        write_similar(cfg, FactorModel.load(spark, model_dir or paths.model), table_path(paths.layout.stage, ITEM_SIMILAR))
+    return _publish_staged(spark, cfg, paths, model_dir, summary)
+
+
+def _publish_staged(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None,
+                    summary: RunSummary) -> RunSummary:
+    layout, run_id = paths.layout, new_run_id()
+    needed = [USER_RECS, ITEM_SIMILAR] if cfg.similar.enabled else [USER_RECS]
+    missing = [t for t in needed if not fs.exists(spark, table_path(layout.stage, t))]
+    if missing:
+        log.info("%s staged; the date is published once %s is staged too", ", ".join(set(needed) - set(missing)),
+                 " and ".join(missing))
+        return summary
+    with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+        staging = layout.staging(run_id)
+        fs.mkdirs(spark, staging)
+        for name in (*needed, QUARANTINE):
+            if fs.exists(spark, table_path(layout.stage, name)):
+                fs.rename(spark, table_path(layout.stage, name), table_path(staging, name))
+        prepared = io.load_prepared(spark, paths.prepared)
+        model = FactorModel.load(spark, model_dir or paths.model)
+        with timed("audit", summary.timings):
+            results = audit_run(spark, cfg, staging, prepared, model)
+        summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
+        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model)
+        manifest.update(row_counts=summary.counts, audit=results, metrics=None, timings=summary.timings,
+                        model_dir=model_dir or paths.model)
+        with timed("publish", summary.timings):
+            summary.manifest = seal_and_publish(spark, cfg, layout, run_id, manifest)
     return summary

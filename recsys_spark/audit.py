@@ -1,0 +1,126 @@
+"""Audit a staged run before it is published, in Spark (aggregations; nothing is collected
+but a handful of counts), and the quality gate against the last published run.
+
+user_recs: every eligible user has exactly min(N, catalog - seen) rows, ranks 1..k, unique
+(user, item), no seen item, finite scores non-increasing with rank.
+item_similar: every item has min(K, items - 1) neighbours, ranks 1..k, no self pair, unique
+neighbours, cosine finite and in [-1, 1], non-increasing with rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys_spark.schema import ITEM_ID, RANK, SCORE, SIMILAR_ITEM_ID, USER_ID
+
+log = logging.getLogger(__name__)
+
+EXPECTED = "expected"
+
+
+class AuditError(RuntimeError):
+    """The staged run breaks a check; nothing was published."""
+    exit_code = 3
+
+
+class QualityGateError(RuntimeError):
+    """The run's evaluation metric fell too far below the last published run's; nothing was published."""
+    exit_code = 4
+
+
+def _count_if(condition: Column) -> Column:
+    return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_checks: dict) -> dict:
+    """Violation counts of a long top-k table (key, rank, item, score) against `expected` (key, expected).
+
+    `row_checks` maps a check name to a boolean Column over table rows that marks a violation.
+    """
+    prev = F.lag(SCORE).over(Window.partitionBy(key).orderBy(RANK))
+    flagged = table.withColumn("_prev", prev)
+    flags = {"non_finite_score": F.isnan(SCORE) | (F.abs(SCORE) == math.inf) | F.col(SCORE).isNull(),
+             "score_increases_with_rank": F.col(SCORE) > F.col("_prev"), **row_checks}
+    per_key = flagged.groupBy(key).agg(
+        F.count(F.lit(1)).alias("_rows"), F.min(RANK).alias("_min_rank"), F.max(RANK).alias("_max_rank"),
+        F.size(F.collect_set(RANK)).alias("_ranks"), F.size(F.collect_set(item)).alias("_items"),
+        *[_count_if(flag).alias(name) for name, flag in flags.items()])
+    joined = per_key.join(expected, key, "full_outer")
+    rows, want = F.coalesce(F.col("_rows"), F.lit(0)), F.coalesce(F.col(EXPECTED), F.lit(0))
+    result = joined.agg(
+        _count_if(F.col(EXPECTED).isNull()).alias("rows_for_unknown_keys"),
+        _count_if(F.col(EXPECTED).isNotNull() & (rows != want)).alias("wrong_row_count"),
+        _count_if((rows > 0) & ((F.col("_min_rank") != 1) | (F.col("_max_rank") != rows) | (F.col("_ranks") != rows)))
+        .alias("ranks_not_1_to_k"),
+        _count_if(F.col("_items") != rows).alias("duplicate_items"),
+        *[F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in flags],
+        F.coalesce(F.sum("_rows"), F.lit(0)).alias("_total_rows"),
+        F.count(F.col(EXPECTED)).alias("_expected_keys"),
+    ).first().asDict()
+    return {name: int(value) for name, value in result.items()}
+
+
+def audit_recs(recs: DataFrame, eligible: DataFrame, seen: DataFrame, n_items: int, top_n: int) -> dict:
+    """Violation counts (and `_total_rows`, `_expected_keys`) of user_recs.
+
+    recs: user_id, rank, item_id, score. eligible: user_id, n_seen of every user the model scores.
+    seen: user_id, item_id pairs the users interacted with.
+    """
+    expected = eligible.select(USER_ID, F.greatest(F.least(F.lit(top_n), F.lit(n_items) - F.col("n_seen")),
+                                                   F.lit(0)).alias(EXPECTED))
+    result = _audit_topn(recs, USER_ID, ITEM_ID, expected, {})
+    result["seen_item_recommended"] = recs.join(seen, [USER_ID, ITEM_ID], "left_semi").count()
+    return result
+
+
+def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int) -> dict:
+    """Violation counts (and `_total_rows`, `_expected_keys`) of item_similar.
+
+    similar: item_id, rank, similar_item_id, score. item_ids: item_id of every item of the catalog.
+    """
+    n_items = item_ids.count()
+    expected = item_ids.select(ITEM_ID, F.lit(min(top_k, max(n_items - 1, 0))).alias(EXPECTED))
+    checks = {"self_pair": F.col(ITEM_ID) == F.col(SIMILAR_ITEM_ID),
+              "cosine_out_of_range": (F.col(SCORE) < -1.0) | (F.col(SCORE) > 1.0)}
+    return _audit_topn(similar, ITEM_ID, SIMILAR_ITEM_ID, expected, checks)
+
+
+def violations(results: dict) -> dict:
+    """{table.check: count} of the failed checks in {table: audit result}."""
+    return {f"{table}.{check}": count for table, result in results.items()
+            for check, count in result.items() if count and not check.startswith("_")}
+
+
+def require_clean(results: dict) -> None:
+    """Raise AuditError naming every failed check."""
+    failed = violations(results)
+    if failed:
+        detail = ", ".join(f"{name}={count}" for name, count in sorted(failed.items()))
+        raise AuditError(f"the staged run failed its audit ({detail}); nothing was published, "
+                         "the previous run of this date (if any) stays visible")
+    log.info("audit passed: %s", {t: r.get("_total_rows") for t, r in results.items()})
+
+
+def quality_gate(metrics: dict | None, previous: dict | None, model_kind: str, metric: str,
+                 max_drop: float) -> dict:
+    """Compare `metric` of this run's model with the last published run's; raise QualityGateError
+    when it fell by more than `max_drop` (a fraction). `metrics`/`previous` are manifest metrics
+    {model: {metric@k: value}}. Returns what was compared (for the manifest)."""
+    current = (metrics or {}).get(model_kind, {}).get(metric)
+    before = (previous or {}).get(model_kind, {}).get(metric)
+    outcome = {"metric": metric, "model": model_kind, "value": current, "previous": before,
+               "max_drop": max_drop, "passed": True}
+    if current is None or before is None:
+        outcome["skipped"] = "no metric to compare (evaluation off, or no earlier published run with it)"
+        return outcome
+    floor = before * (1.0 - max_drop)
+    if not math.isfinite(current) or current < floor:
+        raise QualityGateError(
+            f"{model_kind} {metric} is {current:.4f}, below {floor:.4f} (the last published run's {before:.4f} "
+            f"minus {max_drop:.0%}); nothing was published: check the input and model, or raise "
+            f"publish.max_metric_drop to accept it")
+    return outcome
