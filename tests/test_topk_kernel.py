@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from recsys_spark.kernels.fallback import fill_from_ranking
 from recsys_spark.kernels.topk import MISSING, top_n
 from tests.reference import top_n_reference
 
@@ -35,3 +36,46 @@ def test_ties_go_to_the_lower_item_index():
     items = np.array([[1, 0], [0, 1], [1, 0], [2, 0], [0, 1]], dtype=np.float32)
     idx, _ = top_n(users, items, 4, block_items=2)
     assert idx[0].tolist() == [3, 0, 1, 2]
+
+
+@pytest.mark.parametrize("block_items", [1, 5, 16, 17, 33, 100])
+def test_heavy_ties_across_uneven_blocks_follow_item_index(block_items):
+    rng = np.random.default_rng(5)
+    # Integer factors on a small grid: many exactly equal scores within and across blocks.
+    users = rng.integers(-2, 3, size=(30, 3)).astype(np.float32)
+    items = rng.integers(-2, 3, size=(70, 3)).astype(np.float32)
+    seen = [rng.choice(70, size=rng.integers(0, 30), replace=False) for _ in range(30)]
+    idx, scores = top_n(users, items, 12, *_csr(seen), block_items=block_items)
+    expected = top_n_reference(users, items, 12, seen)
+    for u in range(30):
+        assert idx[u].tolist() == [i for i, _ in expected[u]]
+        np.testing.assert_array_equal(scores[u], [s for _, s in expected[u]])
+
+
+def test_all_seen_and_empty_inputs_give_missing_rows():
+    users = np.ones((3, 2), dtype=np.float32)
+    items = np.arange(10, dtype=np.float32).reshape(5, 2)
+    idx, scores = top_n(users, items, 3, *_csr([range(5), [], [4]]), block_items=2)
+    assert (idx[0] == MISSING).all() and np.isneginf(scores[0]).all()
+    assert idx[1].tolist() == [4, 3, 2] and idx[2].tolist() == [3, 2, 1]
+    idx, scores = top_n(np.zeros((0, 2), np.float32), items, 3)
+    assert idx.shape == (0, 3)
+    idx, _ = top_n(users, np.zeros((0, 2), np.float32), 3)
+    assert (idx == MISSING).all()
+
+
+def test_non_finite_factors_are_rejected():
+    items = np.array([[1.0, np.nan]], dtype=np.float32)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        top_n(np.ones((1, 2), np.float32), items, 1)
+
+
+def test_fill_from_ranking_skips_held_and_excluded_items():
+    ranking = np.array([4, 0, 2, 3, 1], dtype=np.int32)  # e.g. items by popularity
+    idx = np.array([[0, MISSING, MISSING, MISSING],  # holds 0, excludes 4 -> 2, 3, 1
+                    [MISSING] * 4,  # nothing held or excluded -> 4, 0, 2, 3
+                    [3, 2, 1, 0],  # full: unchanged
+                    [MISSING] * 4], dtype=np.int32)  # excludes everything but 1 -> 1 only
+    excluded = [[4], [], [], [4, 0, 2, 3]]
+    filled = fill_from_ranking(idx, ranking, *_csr(excluded), n_items=5)
+    assert filled.tolist() == [[0, 2, 3, 1], [4, 0, 2, 3], [3, 2, 1, 0], [1, MISSING, MISSING, MISSING]]
