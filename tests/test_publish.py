@@ -1,0 +1,179 @@
+"""Publishing pieces on a local session: path safety, the lock, the audit, the quality gate,
+the one-step publish in both modes, retention and permissions."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from recsys_spark import fs
+from recsys_spark.audit import AuditError, QualityGateError, audit_recs, audit_similar, quality_gate, require_clean
+from recsys_spark.layout import DateLayout, UnsafePathError, check_name, new_run_id, table_path, under
+from recsys_spark.lock import DateLock, LockedError
+from recsys_spark.publish import (apply_retention, clean_date, published_dates, published_manifest, published_run,
+                                  publish, seal)
+
+RECS = "user_id string, rank int, item_id string, score float"
+SIMILAR = "item_id string, rank int, similar_item_id string, score float"
+
+
+@pytest.mark.parametrize("date", ["../2026-01-01", "2026-01-01/..", "2026-13-01", "..", "2026-01-01\x00", " 2026-01-01"])
+def test_run_dates_built_to_escape_the_root_are_rejected(date):
+    with pytest.raises(UnsafePathError):
+        DateLayout("/out", date)
+
+
+@pytest.mark.parametrize("name", ["../etc", "user_recs/../../x", "a b", "Users", "x;drop table y", "", ".hidden"])
+def test_table_names_built_to_escape_the_root_are_rejected(name):
+    with pytest.raises(UnsafePathError):
+        check_name(name)
+    with pytest.raises(UnsafePathError):
+        DateLayout("/out", "2026-01-01").partition(name)
+
+
+def test_paths_stay_under_the_root():
+    layout = DateLayout("hdfs://nn/out/", "2026-01-01")
+    assert layout.partition("user_recs") == "hdfs://nn/out/user_recs/run_date=2026-01-01"
+    run_id = new_run_id()
+    assert layout.staging(run_id) == f"hdfs://nn/out/_runs/2026-01-01/.staging-{run_id}"
+    for bad in ("..", "a/b", ""):
+        with pytest.raises(UnsafePathError):
+            under("/out", bad)
+    with pytest.raises(UnsafePathError):
+        layout.run("../../etc")
+
+
+def test_a_second_run_of_a_date_is_locked_out_and_a_stale_lock_is_reclaimed(spark, tmp_path):
+    path = str(tmp_path / "_runs" / "2026-01-01" / ".lock")
+    with DateLock(spark, path, new_run_id(), stale_seconds=600):
+        with pytest.raises(LockedError):
+            DateLock(spark, path, new_run_id(), stale_seconds=600).__enter__()
+    assert not os.path.exists(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with open(path, "w") as out:  # left by a process that died
+        json.dump({"run_id": "x", "host": os.uname().nodename, "pid": int(dead.stdout), "started": 0}, out)
+    with DateLock(spark, path, new_run_id(), stale_seconds=600):
+        assert json.load(open(path))["pid"] == os.getpid()
+    with open(path, "w") as out:  # another host, not refreshed for long
+        json.dump({"run_id": "x", "host": "elsewhere", "pid": 1, "started": 0}, out)
+    os.utime(path, (0, 0))
+    with DateLock(spark, path, new_run_id(), stale_seconds=600):
+        pass
+    with open(path, "w") as out:  # another host, fresh: held
+        json.dump({"run_id": "x", "host": "elsewhere", "pid": 1, "started": 0}, out)
+    with pytest.raises(LockedError):
+        DateLock(spark, path, new_run_id(), stale_seconds=600).__enter__()
+
+
+def _recs(spark, rows):
+    return spark.createDataFrame(pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score"]), RECS)
+
+
+def test_audit_passes_a_correct_table_and_names_every_broken_check(spark):
+    # 4 items; u1 saw i1, u2 saw i1..i3 (1 unseen left), u3 saw nothing; N = 2.
+    eligible = spark.createDataFrame([("u1", 1), ("u2", 3), ("u3", 0)], "user_id string, n_seen long")
+    seen = spark.createDataFrame([("u1", "i1"), ("u2", "i1"), ("u2", "i2"), ("u2", "i3")], "user_id string, item_id string")
+    good = [("u1", 1, "i2", 0.9), ("u1", 2, "i3", 0.5), ("u2", 1, "i4", 0.3), ("u3", 1, "i1", 0.8), ("u3", 2, "i2", 0.8)]
+    result = audit_recs(_recs(spark, good), eligible, seen, n_items=4, top_n=2)
+    require_clean({"user_recs": result})
+    assert (result["_total_rows"], result["_expected_keys"]) == (5, 3)
+    bad = [("u1", 1, "i1", 0.9),                                     # seen item
+           ("u1", 2, "i3", 0.95),                                    # score rises with rank
+           ("u2", 1, "i4", float("nan")), ("u2", 2, "i3", 0.1),      # NaN, seen, one row too many
+           ("u3", 1, "i1", 0.8), ("u3", 3, "i1", 0.7),               # rank gap, duplicate item
+           ("u9", 1, "i1", 0.5)]                                     # not an eligible user
+    result = audit_recs(_recs(spark, bad), eligible, seen, n_items=4, top_n=2)
+    assert result["seen_item_recommended"] == 2
+    assert result["score_increases_with_rank"] == 1
+    assert result["non_finite_score"] == 1
+    assert result["wrong_row_count"] == 1  # u2 (u9 is counted as unknown)
+    assert result["ranks_not_1_to_k"] == 1
+    assert result["duplicate_items"] == 1
+    assert result["rows_for_unknown_keys"] == 1
+    with pytest.raises(AuditError, match="user_recs.seen_item_recommended=2"):
+        require_clean({"user_recs": result})
+
+
+def test_audit_of_item_similar(spark):
+    items = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
+    good = [("a", 1, "b", 0.5), ("a", 2, "c", -0.2), ("b", 1, "a", 0.5), ("b", 2, "c", 0.1),
+            ("c", 1, "b", 0.1), ("c", 2, "a", -0.2)]
+    require_clean({"item_similar": audit_similar(spark.createDataFrame(good, SIMILAR), items, top_k=5)})
+    bad = [("a", 1, "a", 1.0), ("a", 2, "c", -0.2), ("b", 1, "a", 1.5), ("b", 2, "c", 0.1), ("c", 1, "b", 0.1)]
+    result = audit_similar(spark.createDataFrame(bad, SIMILAR), items, top_k=5)
+    assert (result["self_pair"], result["cosine_out_of_range"], result["wrong_row_count"]) == (1, 1, 1)
+    one = spark.createDataFrame([("a",)], "item_id string")
+    require_clean({"item_similar": audit_similar(spark.createDataFrame([], SIMILAR), one, top_k=5)})
+
+
+def test_quality_gate_refuses_a_drop_past_the_threshold():
+    before = {"als": {"ndcg@10": 0.20}}
+    assert quality_gate({"als": {"ndcg@10": 0.19}}, before, "als", "ndcg@10", 0.1)["passed"]
+    with pytest.raises(QualityGateError, match="ndcg@10 is 0.1700"):
+        quality_gate({"als": {"ndcg@10": 0.17}}, before, "als", "ndcg@10", 0.1)
+    assert "skipped" in quality_gate(None, before, "als", "ndcg@10", 0.1)
+    assert "skipped" in quality_gate({"als": {"ndcg@10": 0.01}}, None, "als", "ndcg@10", 0.1)
+
+
+def _stage_run(spark, layout, rows, run_id=None):
+    run_id = run_id or new_run_id()
+    staging = layout.staging(run_id)
+    _recs(spark, rows).write.parquet(table_path(staging, "user_recs"))
+    spark.createDataFrame([("a", 1, "b", 0.5)], SIMILAR).write.parquet(table_path(staging, "item_similar"))
+    seal(spark, layout, run_id, {"run_id": run_id, "rows": len(rows)})
+    return run_id
+
+
+def _read(spark, root, date):
+    df = spark.read.parquet(f"{root}/user_recs").filter(f"run_date = '{date}'").toPandas()
+    return sorted(map(tuple, df[["user_id", "rank", "item_id"]].to_numpy().tolist()))
+
+
+@pytest.mark.parametrize("mode", ["pointer", "rename"])
+def test_publish_replaces_one_date_whole_and_keeps_the_others(spark, tmp_path, mode):
+    root = str(tmp_path / "out")
+    first, second = DateLayout(root, "2026-01-01"), DateLayout(root, "2026-01-02")
+    publish(spark, first, _stage_run(spark, first, [("u1", 1, "i1", 1.0)]), mode)
+    old = _stage_run(spark, second, [("u1", 1, "i2", 1.0)])
+    publish(spark, second, old, mode)
+    before = {p: open(p, "rb").read() for p in _files(tmp_path / "out" / "user_recs" / "run_date=2026-01-01")}
+    new = _stage_run(spark, second, [("u2", 1, "i3", 1.0), ("u2", 2, "i4", 0.5)])
+    assert _read(spark, root, "2026-01-02") == [("u1", 1, "i2")]  # sealed but not published: invisible
+    assert publish(spark, second, new, mode) == old
+    assert _read(spark, root, "2026-01-02") == [("u2", 1, "i3"), ("u2", 2, "i4")]
+    assert _read(spark, root, "2026-01-01") == [("u1", 1, "i1")]
+    assert {p: open(p, "rb").read() for p in _files(tmp_path / "out" / "user_recs" / "run_date=2026-01-01")} == before
+    assert published_run(spark, second) == new and published_manifest(spark, second)["rows"] == 2
+    assert (os.path.islink(second.partition("user_recs")) and os.path.islink(second.current)) == (mode == "pointer")
+    stray = _stage_run(spark, second, [("u3", 1, "i1", 1.0)])
+    assert sorted(clean_date(spark, second, keep={new, old})) == [stray]
+    assert _read(spark, root, "2026-01-02") == [("u2", 1, "i3"), ("u2", 2, "i4")]
+
+
+def _files(root):
+    return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+def test_retention_removes_old_dates_partitions_first(spark, tmp_path):
+    root = str(tmp_path / "out")
+    for date in ("2026-01-01", "2026-01-05", "2026-01-08"):
+        layout = DateLayout(root, date)
+        publish(spark, layout, _stage_run(spark, layout, [("u1", 1, "i1", 1.0)]), "pointer")
+    assert apply_retention(spark, root, retention_days=5) == ["2026-01-01"]
+    assert published_dates(spark, root) == ["2026-01-05", "2026-01-08"]
+    assert not os.path.lexists(DateLayout(root, "2026-01-01").partition("user_recs"))
+    assert sorted(spark.read.parquet(f"{root}/user_recs").toPandas().run_date.astype(str).unique()) == \
+        ["2026-01-05", "2026-01-08"]
+
+
+def test_sealed_runs_are_not_world_readable(spark, tmp_path):
+    layout = DateLayout(str(tmp_path / "out"), "2026-01-01")
+    run_id = _stage_run(spark, layout, [("u1", 1, "i1", 1.0)])
+    for dirpath, dirnames, filenames in os.walk(layout.run(run_id)):
+        for name in [*dirnames, *filenames]:
+            assert not os.stat(os.path.join(dirpath, name)).st_mode & stat.S_IROTH, name
+    assert fs.local_path(spark, layout.root) == layout.root
