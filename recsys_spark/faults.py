@@ -1,9 +1,9 @@
 """Test hooks for fault tests, inert unless the environment variable RECSYS_SPARK_FAULT is set.
 
 - RECSYS_SPARK_FAULT=<point>: the process group is SIGKILLed (driver, JVM and Python workers at
-  once) when the run reaches `fault_point(<point>)`. Points: staging_written (tables staged, before
-  audit), audited (run directory complete, before publish), publish_swap (inside publish, between
-  its steps).
+  once) when the run reaches `fault_point(<point>)`. Points: audited (tables staged, audited and
+  sealed with the manifest, not yet published), publish_swap (inside publish: before its atomic
+  step in pointer mode, between the table swaps in rename mode).
 - RECSYS_SPARK_FAULT=task_fails_once: the first attempt of the first task writing user_recs raises,
   so Spark's retry (local[N,2] or spark.task.maxFailures) must produce the same output.
 """

@@ -210,7 +210,6 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
         if cfg.similar.enabled:
             with timed("similar", summary.timings):
                 write_similar(cfg, model, table_path(staging, ITEM_SIMILAR))
-        fault_point("staging_written")
         with timed("evaluate", summary.timings):
             metrics = evaluate_run(prepared, cfg, run_id)
         with timed("audit", summary.timings):

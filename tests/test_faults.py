@@ -1,0 +1,132 @@
+"""SIGKILL at every stage of a run, and a task that fails once: readers see the old run or the new
+one whole, earlier dates stay byte-identical, and the rerun equals a clean run.
+
+Each killed run is a subprocess in its own process group, so SIGKILL takes the driver, the JVM
+and the Python workers together. The kill points inside a run use the test hook
+RECSYS_SPARK_FAULT (recsys_spark/faults.py); the kill during the staging write polls for the
+staging directory instead.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recsys_spark.cli import main
+from recsys_spark.sample_data import generate_interactions
+
+EARLIER, DATE = "2026-03-01", "2026-03-02"
+FAST = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
+        "--set", "spark.conf={spark.sql.shuffle.partitions: 2, spark.driver.memory: 1g, spark.ui.enabled: false}",
+        "--quiet"]
+TIMEOUT = 900
+
+
+def _write_input(path: Path, seed: int) -> str:
+    generate_interactions(n_users=40, n_items=20, n_interactions=400, seed=seed).to_csv(path, index=False)
+    return str(path)
+
+
+def _run_args(source: str, out: Path, date: str) -> list:
+    return ["run", "--input", source, "--output", str(out), "--run-date", date, *FAST]
+
+
+def _start(args: list, fault: str | None = None, master: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("RECSYS_SPARK_FAULT", None)
+    if fault:
+        env["RECSYS_SPARK_FAULT"] = fault
+    extra = ["--set", f"spark.master={master}"] if master else []
+    return subprocess.Popen([sys.executable, "-m", "recsys_spark.cli", *args, *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate(timeout=60)
+
+
+def _digest(out: Path, date: str) -> dict:
+    """sha256 of every file of a date: both table partitions (through any link) and its run files."""
+    roots = [out / "user_recs" / f"run_date={date}", out / "item_similar" / f"run_date={date}", out / "_runs" / date]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for root in roots for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def _rows(spark, out: Path, date: str) -> tuple:
+    """What a SQL reader sees for a date: sorted rows of both tables."""
+    tables = []
+    for table in ("user_recs", "item_similar"):
+        rows = spark.sql(f"SELECT * FROM parquet.`{out}/{table}` WHERE run_date = '{date}'").drop("run_date").collect()
+        tables.append(sorted(tuple(round(v, 5) if isinstance(v, float) else v for v in r) for r in rows))
+    return tuple(tables)
+
+
+@pytest.fixture(scope="module")
+def runs(spark, tmp_path_factory):
+    """out: EARLIER and DATE published from input `old`; clean: DATE published from input `new`."""
+    tmp = tmp_path_factory.mktemp("faults")
+    old, new = _write_input(tmp / "old.csv", seed=1), _write_input(tmp / "new.csv", seed=2)
+    out, clean = tmp / "out", tmp / "clean"
+    for date in (EARLIER, DATE):
+        assert main(_run_args(old, out, date)) == 0
+    assert main(_run_args(new, clean, DATE)) == 0
+    return {"out": out, "new": new, "earlier": _digest(out, EARLIER), "old_rows": _rows(spark, out, DATE),
+            "new_rows": _rows(spark, clean, DATE)}
+
+
+def _kill_during_staging_write(args: list, runs_dir: Path) -> None:
+    before = set(os.listdir(runs_dir))
+    proc = _start(args)
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and proc.poll() is None:
+        if any(n.startswith(".staging-") for n in set(os.listdir(runs_dir)) - before):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it staged anything"
+    _kill_group(proc)
+
+
+def _kill_at(args: list, point: str) -> None:
+    proc = _start(args, fault=point)
+    try:
+        proc.communicate(timeout=TIMEOUT)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == -signal.SIGKILL, f"the run did not reach {point}"
+
+
+def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, runs):
+    out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
+    assert runs["old_rows"] != runs["new_rows"]
+    kills = [("during the staging write", lambda: _kill_during_staging_write(args, out / "_runs" / DATE)),
+             ("after staging and audit", lambda: _kill_at(args, "audited")),
+             ("inside publish", lambda: _kill_at(args, "publish_swap"))]
+    for where, kill in kills:
+        kill()
+        assert _digest(out, EARLIER) == runs["earlier"], where
+        assert _rows(spark, out, DATE) == runs["old_rows"], where
+    assert any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
+
+
+def test_rerun_with_a_task_failing_once_equals_a_clean_run(spark, runs):
+    out = runs["out"]
+    proc = _start(_run_args(runs["new"], out, DATE), fault="task_fails_once", master="local[2,2]")
+    try:
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "injected failure of a first attempt" in stderr
+    assert _rows(spark, out, DATE) == runs["new_rows"]
+    assert _digest(out, EARLIER) == runs["earlier"]
+    leftovers = [n for n in os.listdir(out / "_runs" / DATE) if n.startswith((".staging-", ".lock", "current."))]
+    assert leftovers == []
