@@ -76,6 +76,8 @@ def _read_text(spark: SparkSession, cfg: InputConfig, source: str) -> DataFrame:
     reader = spark.read.option("sep", delimiter).option("header", cfg.header)
     if cfg.header:
         names = reader.option("inferSchema", False).csv(source).columns
+        if not names:
+            raise InputError(f"input {source} is empty (not even a header line); check the export that writes it")
     elif cfg.names:
         names = list(cfg.names)
     else:

@@ -1,0 +1,161 @@
+"""Bad and odd inputs through the CLI: every bad row quarantined with its reason and counted,
+odd shapes (one user, one item, catalog smaller than N, int64 ids) published correctly, and
+inputs that cannot be used stop the run before training with a clear message, publishing nothing."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from recsys_spark.cli import main
+
+FAST = ["--set", "model.kind=popularity", "--quiet"]
+BIG = 9007199254740993  # 2**53 + 1: not representable as a double, so any float round trip shows
+
+
+def _run(source, out, date, *extra):
+    return main(["run", "--input", str(source), "--output", str(out), "--run-date", date, *FAST, *extra])
+
+
+def _table(out: Path, table: str, date: str) -> pd.DataFrame:
+    return pq.read_table(out / table / f"run_date={date}").to_pandas()
+
+
+def _manifest(out: Path, date: str) -> dict:
+    return json.loads((out / "_runs" / date / "current" / "manifest.json").read_text())
+
+
+BAD_CSV = """user_id,item_id,weight,ts
+ü1,é1,1.0,100
+ü1,é2,2.0,100
+ü1,é2,3.0,200
+ü1,é2,3.0,200
+-7,é3,1.0,9999999999
+-7,é1,1e300,100
+u3,é3,1,100
+u3,é4,1,100
+,é1,1,100
+u3,,1,100
+u3,é1,NaN,100
+u3,é2,inf,100
+u3,é5,-1,100
+u3,é6,heavy,100
+u3,é6,,100
+u3,é6,1,yesterday
+u3,é6,1,100,extra
+u3
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_run(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    source = tmp / "bad.csv"
+    source.write_text(BAD_CSV, encoding="utf-8")
+    out = tmp / "out"
+    assert _run(source, out, "2026-04-01") == 0
+    return source, out
+
+
+def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_run):
+    _, out = bad_run
+    run_dir = out / "_runs" / "2026-04-01" / "current"
+    quarantine = pq.read_table(run_dir / "quarantine").to_pandas()
+    assert quarantine.reason.value_counts().to_dict() == {
+        "malformed_line": 2, "null_user_id": 1, "null_item_id": 1, "non_finite_weight": 2,
+        "negative_weight": 1, "unparseable_weight": 1, "null_weight": 1, "unparseable_ts": 1}
+    assert set(quarantine.loc[quarantine.reason == "malformed_line", "record"]) == {"u3,é6,1,100,extra", "u3"}
+    manifest = _manifest(out, "2026-04-01")
+    assert manifest["rows"] == {"read": 18, "malformed_lines": 2, "rejected": 8, "quarantined": 10,
+                                "duplicates_merged": 2, "distinct_valid_pairs": 6,
+                                "filtered_by_min_interactions": 0, "interactions": 6}
+    assert manifest["rejected_by_reason"]["malformed_line"] == 2
+    assert manifest["row_counts"]["quarantine"] == 10
+
+
+def test_odd_ids_weights_and_timestamps_survive_exactly(spark, bad_run):
+    _, out = bad_run
+    recs = _table(out, "user_recs", "2026-04-01")
+    # seen: ü1 {é1, é2}, -7 {é3, é1}, u3 {é3, é4}; catalog é1..é4 (future ts and a huge weight are valid).
+    assert {u: set(g.item_id) for u, g in recs.groupby("user_id")} == {
+        "ü1": {"é3", "é4"}, "-7": {"é2", "é4"}, "u3": {"é1", "é2"}}
+    assert recs.user_id.dtype == object
+
+
+def test_rerunning_a_date_gives_the_same_content_and_leaves_other_dates(spark, bad_run, tmp_path):
+    source, out = bad_run
+    ints = tmp_path / "ints.csv"
+    ints.write_text(f"user_id,item_id\n{BIG},-1\n{BIG},2\n-5,2\n")
+    assert _run(ints, out, "2026-04-02", "--set", "score.top_n=10") == 0
+    before = {t: _table(out, t, "2026-04-01").sort_values(list(_table(out, t, "2026-04-01").columns[:3]))
+              for t in ("user_recs", "item_similar")}
+    other = sorted((p.name, p.read_bytes()) for p in (out / "user_recs" / "run_date=2026-04-02").rglob("*") if p.is_file())
+    first_run = _manifest(out, "2026-04-01")["run_id"]
+    assert _run(source, out, "2026-04-01") == 0
+    assert _manifest(out, "2026-04-01")["run_id"] != first_run
+    for table, frame in before.items():
+        again = _table(out, table, "2026-04-01").sort_values(list(frame.columns[:3]))
+        pd.testing.assert_frame_equal(again.reset_index(drop=True), frame.reset_index(drop=True))
+    assert sorted((p.name, p.read_bytes()) for p in (out / "user_recs" / "run_date=2026-04-02").rglob("*")
+                  if p.is_file()) == other
+    recs = _table(out, "user_recs", "2026-04-02")
+    # int64 ids stay exact; catalog {-1, 2} is smaller than N: BIG saw both, -5 gets the one left.
+    assert recs.user_id.dtype == "int64" and recs[["user_id", "item_id"]].values.tolist() == [[-5, -1]]
+    assert sorted(_table(out, "item_similar", "2026-04-02").item_id) == [-1, 2]
+
+
+@pytest.mark.parametrize("rows, users, recs, similar", [
+    ("u1,a\nu1,b\nu1,c\n", 1, 0, 3 * 2),      # one user who saw the whole catalog: no recommendation
+    ("u1,a\nu2,a\nu3,a\n", 3, 0, 0),          # one item: nothing to recommend, no neighbour
+], ids=["one_user", "one_item"])
+def test_degenerate_catalogs_publish_what_the_contract_says(spark, tmp_path, rows, users, recs, similar):
+    source = tmp_path / "in.csv"
+    source.write_text("user_id,item_id\n" + rows)
+    out = tmp_path / "out"
+    assert _run(source, out, "2026-04-03") == 0
+    assert len(_table(out, "user_recs", "2026-04-03")) == recs
+    assert len(_table(out, "item_similar", "2026-04-03")) == similar
+    assert _manifest(out, "2026-04-03")["audit"]["user_recs"]["_expected_keys"] == users
+
+
+def _refused(capsys, source, out, date="2026-04-04"):
+    assert _run(source, out, date) == 1
+    assert not (out / "user_recs" / f"run_date={date}").exists()
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("user_id,item_id,weight\n", "no valid interactions"),
+    ("", "is empty"),
+    ("user_id,item_id,weight\nu1,i1,-1\n,i2,1\nu2,i2,NaN\n", "no valid interactions"),
+    ("user,item_id\nu1,i1\n", "column 'user_id' (input.user_col) not found"),
+], ids=["header_only", "empty_file", "all_invalid", "missing_column"])
+def test_unusable_text_input_stops_before_training(spark, tmp_path, capsys, content, message):
+    source = tmp_path / "in.csv"
+    source.write_text(content)
+    assert message in _refused(capsys, source, tmp_path / "out")
+
+
+def test_parquet_schema_drift_and_corrupt_files_stop_before_training(spark, tmp_path, capsys):
+    drifted = tmp_path / "drifted"
+    spark.createDataFrame([("u1", "i1", "heavy")], "user_id string, item_id string, weight string").write.parquet(str(drifted))
+    err = _refused(capsys, drifted, tmp_path / "out")
+    assert "column 'weight' (input.weight_col)" in err and "must hold numbers" in err
+    nested = tmp_path / "nested"
+    spark.sql("SELECT array(1) AS user_id, 'i1' AS item_id").write.parquet(str(nested))
+    assert "must hold strings or integers" in _refused(capsys, nested, tmp_path / "out")
+    corrupt = tmp_path / "corrupt"
+    spark.createDataFrame([("u1", "i1", 1.0)], "user_id string, item_id string, weight double").write.parquet(str(corrupt))
+    (corrupt / "part-99999-broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    assert "cannot read the Parquet input" in _refused(capsys, corrupt, tmp_path / "out")
+
+
+def test_a_run_date_built_to_escape_the_output_is_refused(spark, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text("user_id,item_id\nu1,i1\n")
+    assert main(["run", "--input", str(source), "--output", str(tmp_path / "out"), "--run-date", "../../etc", *FAST]) == 2
+    assert "run date must be YYYY-MM-DD" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out")

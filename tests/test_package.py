@@ -1,0 +1,41 @@
+"""scripts/package.sh builds what spark-submit needs, and the packaged job runs with spark-submit."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from recsys_spark.sample_data import generate_interactions
+
+ROOT = Path(__file__).resolve().parents[1]
+SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
+
+
+def test_packaged_job_runs_with_spark_submit(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([str(ROOT / "scripts" / "package.sh")], env={**os.environ, "DIST": str(dist),
+                   "PYTHON": sys.executable}, check=True, capture_output=True, timeout=300)
+    assert {"jobs", "conf", "recsys_spark.zip"} <= set(os.listdir(dist))
+    assert any(n.endswith(".whl") for n in os.listdir(dist))
+    names = zipfile.ZipFile(dist / "recsys_spark.zip").namelist()
+    assert "recsys_spark/pipeline.py" in names and not any(n.endswith((".pyc", ".pkl", ".pickle")) for n in names)
+
+    source = tmp_path / "interactions.csv"
+    generate_interactions(n_users=30, n_items=15, n_interactions=300, seed=4).to_csv(source, index=False)
+    out = tmp_path / "warehouse"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("RECSYS_SPARK_FAULT", None)
+    result = subprocess.run(
+        [str(SPARK_SUBMIT), "--master", "local[2]", "--py-files", str(dist / "recsys_spark.zip"),
+         str(dist / "jobs" / "nightly.py"), "--conf", str(dist / "conf" / "cluster.yaml"),
+         "--input", str(source), "--output", str(out), "--run-date", "2026-05-01",
+         "--set", "model.kind=popularity", "--set", "evaluate.enabled=false",
+         "--set", "spark.conf={spark.sql.shuffle.partitions: 2, spark.ui.enabled: false}", "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    recs = pq.read_table(out / "user_recs" / "run_date=2026-05-01").to_pandas()
+    assert recs.user_id.nunique() == 30 and set(recs.model) == {"popularity"}
+    assert (out / "_runs" / "2026-05-01" / "current" / "_SUCCESS").exists()
