@@ -144,7 +144,7 @@ class TwoTowerConfig:
     epochs: int = 30
     batch_size: int = 1024
     learning_rate: float = 0.01
-    temperature: float = 0.1  # logits are cosine / temperature
+    temperature: float = 0.2  # logits are cosine / temperature
     popularity_correction: bool = True  # subtract log item frequency from in-batch logits (log-q)
     item_features: bool = False  # add a projection of model.content.features_path to the item tower
     validation_fraction: float = 0.1  # 0 disables early stopping

@@ -76,7 +76,7 @@ def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed:
     penalty_t = tf.constant(penalty.astype(np.float32) / data.n_users)
     optimizer = _adam(cfg.learning_rate)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, data.n_items], tf.float32)])
     def step(rows):
         with tf.GradientTape() as tape:
             loss = reconstruction_loss(rows, variables, penalty_t)
@@ -118,9 +118,9 @@ def reconstruction_loss(rows, variables, penalty):
     recon = tf.matmul(tf.matmul(rows, encoder), decoder, transpose_b=True)
     if len(variables) > 2:
         recon += variables[2]
-    error = tf.reduce_mean(tf.reduce_sum(tf.square(rows - recon), axis=1))
     gram = tf.matmul(decoder, decoder, transpose_a=True)
     spread = tf.reduce_sum(tf.matmul(encoder, gram) * encoder, axis=1)
+    error = tf.reduce_mean(tf.reduce_sum(tf.square(rows - recon), axis=1))
     return error + tf.reduce_sum(penalty * spread)
 
 

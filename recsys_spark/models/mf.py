@@ -66,7 +66,9 @@ def fit_mf(data: Interactions, rank: int, cfg: MfConfig, seed: int) -> MfFit:
         dot = tf.reduce_sum(tf.gather(user_vec, users) * tf.gather(item_vec, items), axis=1)
         return mu + tf.gather(user_bias, users) + tf.gather(item_bias, items) + dot
 
-    @tf.function(reduce_retracing=True)
+    index = tf.TensorSpec([None], tf.int32)
+
+    @tf.function(input_signature=[index, index, tf.TensorSpec([None], tf.float32)])
     def step(users, items, ratings):
         with tf.GradientTape() as tape:
             error = tf.reduce_mean(tf.square(ratings - predict(users, items)))

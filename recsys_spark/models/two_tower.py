@@ -88,7 +88,9 @@ def fit_two_tower(data: Interactions, rank: int, cfg: TwoTowerConfig, seed: int,
             vec += tf.matmul(tf.gather(features, items), variables[2])
         return tf.math.l2_normalize(vec, axis=1)
 
-    @tf.function(reduce_retracing=True)
+    index = tf.TensorSpec([None], tf.int32)
+
+    @tf.function(input_signature=[index, index])
     def step(users, items):
         with tf.GradientTape() as tape:
             user_vec = tf.math.l2_normalize(tf.gather(variables[0], users), axis=1)
