@@ -152,11 +152,17 @@ def clean_date(spark: SparkSession, layout: DateLayout, keep: set[str]) -> list[
     """Remove staging directories and runs of the date other than `keep` (the published run and
     the one it replaced, which queries started before the swap may still be reading)."""
     removed = []
-    for name in fs.list_names(spark, layout.runs):
+    local = fs.local_path(spark, layout.runs)
+    # Hadoop's local file system does not see dangling symlinks, so list and unlink those with os.
+    names = sorted(os.listdir(local)) if local and os.path.isdir(local) else fs.list_names(spark, layout.runs)
+    for name in names:
         run_id = name[len(STAGING_PREFIX):] if name.startswith(STAGING_PREFIX) else name
         leftover = name.startswith((".retired-", f"{CURRENT}."))
         if leftover or (_is_run_id(run_id) and (name != run_id or run_id not in keep)):
-            fs.delete(spark, f"{layout.runs}/{name}")
+            if local is not None and os.path.islink(os.path.join(local, name)):
+                os.unlink(os.path.join(local, name))
+            else:
+                fs.delete(spark, f"{layout.runs}/{name}")
             removed.append(name)
     return removed
 
