@@ -21,7 +21,7 @@ from recsys_spark.prepare import PreparedData
 from recsys_spark.report import popularity_profile, score_histogram, write_report
 from recsys_spark.schema import FACTORS, ITEM_ID, ITEM_INDEX, TS, USER_ID, USER_INDEX, WEIGHT
 from recsys_spark.scoring import recommend
-from recsys_spark.split import split
+from recsys_spark.split import SplitError, split
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def split_prepared(prepared: PreparedData, cfg: EvaluateConfig, seed_offset: int
     n_train, n_test, n_test_all = train.count(), test.count(), test_all.count()
     test_all.unpersist()
     if n_train == 0 or n_test == 0:
-        raise ValueError(f"the {cfg.split} split left {n_train} train and {n_test} test interactions of known users; "
+        raise SplitError(f"the {cfg.split} split left {n_train} train and {n_test} test interactions of known users; "
                          "change evaluate.fraction / min_history / n / cutoff")
     stats = {"interactions": n_train, "test_interactions": n_test, "test_rows_cold_users": n_test_all - n_test,
              "users": prepared.n_users, "items": prepared.n_items}

@@ -16,7 +16,6 @@ from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_spark.prepare import dense_index
 from recsys_spark.schema import ITEM_ID, RANK, USER_ID, WEIGHT
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,6 @@ SPARK_RANKING = {
 }
 PREDICTION, LABEL = "prediction", "label"
 POPULARITY_RANK = "popularity_rank"
-_CODE = "_item_code"
 
 
 class EvaluationError(ValueError):
@@ -96,21 +94,29 @@ def user_lists(
 ) -> DataFrame:
     """One row per test user: prediction (top-k_max items by rank), label (relevant items).
 
-    Both are array<double> of item codes, as RankingEvaluator requires: items of any type are
-    mapped to dense codes first. Test users without recommendations get an empty prediction.
+    Both are array<double>, as RankingEvaluator requires. Only equality within a user matters,
+    so items are coded per user, with no global index: the user's relevant items are 1..R and a
+    recommended item that is not relevant gets R + its position. Test users without
+    recommendations get an empty prediction.
     """
     relevant = test
     if relevance_threshold is not None:
         relevant = relevant.filter(F.col(weight_col) >= F.lit(float(relevance_threshold)))
-    relevant = relevant.select(user_col, item_col).distinct()
-    top = recs.filter(F.col(rank_col) <= k_max).select(user_col, rank_col, item_col)
-    codes, _ = dense_index(relevant.select(item_col).union(top.select(item_col)), item_col, _CODE)
-    code = F.col(_CODE).cast("double")
-    labels = relevant.join(codes, item_col).groupBy(user_col).agg(F.collect_list(code).alias(LABEL))
-    ranked = (top.join(codes, item_col).groupBy(user_col)
-              .agg(F.array_sort(F.collect_list(F.struct(F.col(rank_col).alias("r"), code.alias("c")))).alias("_p")))
-    prediction = F.coalesce(F.transform("_p", lambda x: x["c"]), F.array().cast("array<double>"))
-    return labels.join(ranked, user_col, "left").select(user_col, prediction.alias(PREDICTION), LABEL)
+    labels = relevant.groupBy(user_col).agg(F.collect_set(item_col).alias("_labels"))
+    ranked = (recs.filter(F.col(rank_col) <= k_max)
+              .groupBy(user_col)
+              .agg(F.array_sort(F.collect_list(F.struct(F.col(rank_col).alias("r"), F.col(item_col).alias("i"))))
+                   .alias("_ranked")))
+    n_labels = F.size("_labels")
+
+    def code(entry, position):
+        found = F.array_position("_labels", entry["i"])
+        return F.when(found > 0, found).otherwise(n_labels + position + 1).cast("double")
+
+    prediction = F.when(F.col("_ranked").isNull(), F.array().cast("array<double>")) \
+        .otherwise(F.transform("_ranked", code))
+    label = F.transform("_labels", lambda _, position: (position + 1).cast("double"))
+    return labels.join(ranked, user_col, "left").select(user_col, prediction.alias(PREDICTION), label.alias(LABEL))
 
 
 def _hit_rate_and_mrr(per_user: DataFrame, ks: Sequence[int]) -> list[MetricRow]:
