@@ -35,6 +35,15 @@ class TuneResult:
     best_config: Config
 
 
+def parse_param(text: str) -> tuple[str, list]:
+    """`model.rank=32,64` (a `--param` option) -> ("model.rank", [32, 64]); values read as YAML."""
+    key, sep, raw = text.partition("=")
+    values = yaml.safe_load(f"[{raw}]") if sep and raw.strip() else None
+    if not key.strip() or not values:
+        raise ConfigError(f"--param takes section.key=value1,value2,...; got {text!r}")
+    return key.strip(), values
+
+
 def search_points(cfg: Config) -> list[dict]:
     """The overrides to try: the whole grid, or `tune.trials` points drawn from it (seeded)."""
     keys = list(cfg.tune.params)

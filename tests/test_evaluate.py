@@ -16,7 +16,9 @@ SMALL_ALS = ["model.kind=als", "model.rank=16", "model.als.max_iter=6", "model.a
 @pytest.fixture(scope="module")
 def prepared(spark):
     pdf = generate_interactions(n_users=250, n_items=100, n_interactions=7000, seed=11)
-    return prepare(spark.createDataFrame(pdf), load_config().prepare)
+    prepared = prepare(spark.createDataFrame(pdf), load_config().prepare)
+    prepared.interactions = prepared.interactions.persist()  # as the pipeline does
+    return prepared
 
 
 @pytest.fixture(scope="module")

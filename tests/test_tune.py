@@ -5,7 +5,7 @@ import pytest
 from recsys_spark.config import ConfigError, load_config
 from recsys_spark.prepare import prepare
 from recsys_spark.sample_data import generate_interactions
-from recsys_spark.tune import search_points, tune, with_overrides, write_tune
+from recsys_spark.tune import parse_param, search_points, tune, with_overrides, write_tune
 
 
 def test_grid_and_random_points():
@@ -17,6 +17,13 @@ def test_grid_and_random_points():
     assert len(drawn) == 4 and all(p in grid for p in drawn) and drawn == search_points(random_cfg)
     with pytest.raises(ConfigError, match="tune.params is empty"):
         search_points(load_config())
+
+
+def test_parse_param_option():
+    assert parse_param("model.rank=32,64") == ("model.rank", [32, 64])
+    assert parse_param("model.als.implicit=true, false") == ("model.als.implicit", [True, False])
+    with pytest.raises(ConfigError, match="--param"):
+        parse_param("model.rank")
 
 
 def test_with_overrides_validates_keys_and_values():
@@ -31,6 +38,7 @@ def test_with_overrides_validates_keys_and_values():
 def test_tune_prefers_the_sane_regularisation_and_writes_loadable_conf(spark, tmp_path):
     pdf = generate_interactions(n_users=250, n_items=100, n_interactions=7000, seed=5)
     prepared = prepare(spark.createDataFrame(pdf), load_config().prepare)
+    prepared.interactions = prepared.interactions.persist()
     cfg = load_config(None, ["model.kind=als", "model.rank=8", "model.als.max_iter=5", "score.batch_users=256",
                              "tune.params={model.als.reg_param: [1000.0, 0.05]}", "tune.objective=ndcg@10"])
     result = tune(prepared, cfg)
