@@ -43,7 +43,7 @@ def test_half_step_with_enough_cg_iterations_is_the_exact_solve():
     y = rng.normal(size=(n_items, rank)).astype(np.float32)
     reg = row_regularization(np.bincount(users, minlength=n_users), n_items, 0.05, w0, 1.0)
     nz = wals_tf.SortedNonzeros.build(users, items, conf, reg)
-    got = wals_tf.half_step(tf.constant(x), tf.constant(y), nz.rows, nz.cols, nz.conf, nz.reg,
+    got = wals_tf.half_step(tf.constant(x), tf.constant(y), nz.indices, nz.conf, nz.reg,
                             tf.constant(w0), tf.constant(3 * rank)).numpy()
     weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
     np.testing.assert_allclose(got, _exact_rows(y, weights, target, reg), rtol=1e-4, atol=1e-5)

@@ -10,9 +10,9 @@ With the other side Y fixed, row u solves
     (w0 Y^T Y + sum_{i in I_u} (c_ui - w0) y_i y_i^T + lambda_u I) x_u = sum_{i in I_u} c_ui y_i
 
 `half_step` runs a few conjugate-gradient iterations on that system for every row at once,
-warm-started from the current factors: the rank x rank Gramian is shared, the per-row part is a
-gather over the nonzeros and a segment sum, so memory is O(nnz x rank) and the
-rows x columns matrix is never formed. Nonzeros are passed sorted by row.
+warm-started from the current factors: the rank x rank Gramian is shared; the per-row part is
+one dot product per nonzero (gathers fused by XLA) and a sparse-dense product over the
+nonzeros. Memory is O(nnz + (rows + columns) x rank); the rows x columns matrix is never formed.
 """
 
 from __future__ import annotations
@@ -28,42 +28,46 @@ from recsys_spark.kernels.confidence import row_regularization
 
 @dataclass
 class SortedNonzeros:
-    """Observed entries sorted by row: segment ids, column ids, confidences, per-row lambda."""
-    rows: tf.Tensor  # int32 (nnz,), non-decreasing
-    cols: tf.Tensor  # int32 (nnz,)
+    """Observed entries sorted by row: (row, column) pairs, confidences, per-row lambda."""
+    indices: tf.Tensor  # int64 (nnz, 2), row-major order
     conf: tf.Tensor  # float32 (nnz,)
     reg: tf.Tensor  # float32 (n_rows,)
 
     @classmethod
     def build(cls, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, reg: np.ndarray) -> "SortedNonzeros":
         order = np.lexsort((cols, rows))
-        return cls(tf.constant(rows[order], tf.int32), tf.constant(cols[order], tf.int32),
-                   tf.constant(conf[order], tf.float32), tf.constant(reg, tf.float32))
+        indices = np.stack([rows[order], cols[order]], axis=1).astype(np.int64)
+        return cls(tf.constant(indices), tf.constant(conf[order], tf.float32), tf.constant(reg, tf.float32))
 
 
-def _matvec(p, gram_w0, col_vecs, rows, extra_conf, reg, n_rows):
+@tf.function(jit_compile=True)
+def _pair_dots(x, y, indices):
+    """x_r . y_c for every nonzero (r, c); XLA fuses the gathers into the reduction."""
+    return tf.reduce_sum(tf.gather(x, indices[:, 0]) * tf.gather(y, indices[:, 1]), axis=1)
+
+
+def _matvec(p, y, gram_w0, indices, extra_conf, reg, shape):
     """A p for every row: w0 G p + sum_nnz (c - w0) (y.p) y + lambda p."""
-    dots = tf.reduce_sum(col_vecs * tf.gather(p, rows), axis=1)
-    sparse = tf.math.segment_sum(col_vecs * (extra_conf * dots)[:, None], rows)
-    sparse = tf.pad(sparse, [[0, n_rows - tf.shape(sparse)[0]], [0, 0]])
-    return tf.matmul(p, gram_w0) + sparse + reg[:, None] * p
+    weights = tf.SparseTensor(indices, extra_conf * _pair_dots(p, y, indices), shape)
+    return tf.matmul(p, gram_w0) + tf.sparse.sparse_dense_matmul(weights, y) + reg[:, None] * p
 
 
 @tf.function(reduce_retracing=True)
-def half_step(x: tf.Tensor, y: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor, conf: tf.Tensor,
-              reg: tf.Tensor, unobserved_weight: tf.Tensor, cg_steps: tf.Tensor) -> tf.Tensor:
-    """New x (n_rows, k) after `cg_steps` conjugate-gradient iterations from x, with y fixed."""
-    n_rows = tf.shape(x)[0]
+def half_step(x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor, conf: tf.Tensor, reg: tf.Tensor,
+              unobserved_weight: tf.Tensor, cg_steps: tf.Tensor) -> tf.Tensor:
+    """New x (n_rows, k) after `cg_steps` conjugate-gradient iterations from x, with y fixed.
+
+    indices: (nnz, 2) int64 (row, column) pairs in row-major order; conf: their confidences.
+    """
+    shape = tf.stack([tf.shape(x, out_type=tf.int64)[0], tf.shape(y, out_type=tf.int64)[0]])
     gram_w0 = unobserved_weight * tf.matmul(y, y, transpose_a=True)
-    col_vecs = tf.gather(y, cols)
     extra_conf = conf - unobserved_weight
-    b = tf.math.segment_sum(col_vecs * conf[:, None], rows)
-    b = tf.pad(b, [[0, n_rows - tf.shape(b)[0]], [0, 0]])
-    r = b - _matvec(x, gram_w0, col_vecs, rows, extra_conf, reg, n_rows)
+    b = tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, conf, shape), y)
+    r = b - _matvec(x, y, gram_w0, indices, extra_conf, reg, shape)
     p = r
     rs = tf.reduce_sum(r * r, axis=1)
     for _ in tf.range(cg_steps):
-        ap = _matvec(p, gram_w0, col_vecs, rows, extra_conf, reg, n_rows)
+        ap = _matvec(p, y, gram_w0, indices, extra_conf, reg, shape)
         step = tf.math.divide_no_nan(rs, tf.reduce_sum(p * ap, axis=1))
         x = x + step[:, None] * p
         r = r - step[:, None] * ap
@@ -74,10 +78,10 @@ def half_step(x: tf.Tensor, y: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor, conf
 
 
 @tf.function(reduce_retracing=True)
-def loss(x: tf.Tensor, y: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor, conf: tf.Tensor,
-         reg_x: tf.Tensor, reg_y: tf.Tensor, unobserved_weight: tf.Tensor) -> tf.Tensor:
-    """The full objective above (rows of x are the segment ids `rows`)."""
-    pred = tf.reduce_sum(tf.gather(x, rows) * tf.gather(y, cols), axis=1)
+def loss(x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor, conf: tf.Tensor, reg_x: tf.Tensor,
+         reg_y: tf.Tensor, unobserved_weight: tf.Tensor) -> tf.Tensor:
+    """The full objective above; indices are (row of x, row of y) pairs."""
+    pred = _pair_dots(x, y, indices)
     observed = tf.reduce_sum(conf * tf.square(1.0 - pred) - unobserved_weight * tf.square(pred))
     everything = unobserved_weight * tf.reduce_sum(
         tf.matmul(x, x, transpose_a=True) * tf.matmul(y, y, transpose_a=True))
@@ -109,10 +113,10 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
     history = []
     for iteration in range(1, iterations + 1):
         started = time.perf_counter()
-        x = half_step(x, y, by_user.rows, by_user.cols, by_user.conf, by_user.reg, w0, steps)
-        y = half_step(y, x, by_item.rows, by_item.cols, by_item.conf, by_item.reg, w0, steps)
+        x = half_step(x, y, by_user.indices, by_user.conf, by_user.reg, w0, steps)
+        y = half_step(y, x, by_item.indices, by_item.conf, by_item.reg, w0, steps)
         seconds = time.perf_counter() - started
-        value = float(loss(x, y, by_user.rows, by_user.cols, by_user.conf, by_user.reg, by_item.reg, w0))
+        value = float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0))
         entry = {"iteration": iteration, "loss": value, "seconds": round(seconds, 4)}
         history.append(entry)
         if on_iteration is not None:

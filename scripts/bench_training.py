@@ -1,0 +1,153 @@
+"""Training speed: WALS (TensorFlow on the driver) vs Spark ML ALS (implicit), seconds per iteration.
+
+For each size, generates interactions with recsys_spark.sample_data.iter_interactions, merges
+duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
+  (a) WALS: recsys_spark.kernels.wals_tf.fit, seconds of each iteration (both half-steps), median;
+  (b) Spark ML ALS, implicitPrefs, same rank, on local[2]: after an untimed warm-up fit,
+      (fit with 1 + n iterations minus fit with 1 iteration) / n, so data partitioning and setup
+      are not counted as iterations.
+Both use model.wals / model.als defaults from recsys_spark.config. The last line is
+`ratios: <size>=<ALS seconds per iteration / WALS seconds per iteration> ...` (above 1: WALS faster).
+
+    .venv/bin/python scripts/bench_training.py --sizes 1M            # quick
+    .venv/bin/python scripts/bench_training.py --sizes 1M,10M --iterations 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SIZES = {  # interactions: (users, items)
+    "1M": (1_000_000, 50_000, 10_000),
+    "10M": (10_000_000, 500_000, 50_000),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,10M", help=f"comma-separated, from {', '.join(SIZES)}")
+    parser.add_argument("--rank", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations per trainer")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--skip-spark", action="store_true", help="time WALS only")
+    parser.add_argument("--workdir", default=None, help="where the generated Parquet goes (default: a temp dir)")
+    args = parser.parse_args(argv)
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in args.sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size {unknown[0]}; use one of {', '.join(SIZES)}")
+    return args
+
+
+def generate(n_interactions: int, n_users: int, n_items: int, seed: int = 42):
+    """(users, items, weights, n_users, n_items): duplicates merged, dense indexes."""
+    from recsys_spark.sample_data import iter_interactions
+
+    keys, weights = [], []
+    for frame in iter_interactions(n_users, n_items, n_interactions, seed=seed):
+        users = frame["user_id"].str.slice(1).astype(np.int64).to_numpy()
+        items = frame["item_id"].str.slice(1).astype(np.int64).to_numpy()
+        keys.append(users * n_items + items)
+        weights.append(frame["weight"].to_numpy(np.float64))
+    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    summed = np.bincount(inverse, weights=np.concatenate(weights)).astype(np.float32)
+    user_ids, users = np.unique(pairs // n_items, return_inverse=True)
+    item_ids, items = np.unique(pairs % n_items, return_inverse=True)
+    return users.astype(np.int32), items.astype(np.int32), summed, len(user_ids), len(item_ids)
+
+
+def time_wals(users, items, weights, n_users, n_items, rank, iterations):
+    from recsys_spark.config import WalsConfig
+    from recsys_spark.kernels import wals_tf
+    from recsys_spark.kernels.confidence import confidence
+
+    cfg = WalsConfig()
+    conf = confidence(users, items, weights, cfg.confidence, cfg.alpha, cfg.epsilon)
+    _, _, history = wals_tf.fit(users, items, conf, n_users, n_items, rank, iterations, cfg.reg,
+                                cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed=42)
+    return [h["seconds"] for h in history]
+
+
+def time_spark_als(spark, path: Path, rank: int, iterations: int) -> tuple[float, float]:
+    """(seconds per iteration, seconds of the 1-iteration fit)."""
+    from recsys_spark.config import ModelConfig
+    from recsys_spark.models.spark_als import build_als
+
+    data = spark.read.parquet(str(path)).cache()
+    data.count()
+    elapsed = {}
+    for n in (0, 1, 1 + iterations):  # 0: an untimed 1-iteration warm-up of the JVM
+        als = build_als(ModelConfig(kind="als", rank=rank), spark.sparkContext.defaultParallelism).setMaxIter(max(n, 1))
+        started = time.perf_counter()
+        model = als.fit(data)
+        elapsed[n] = time.perf_counter() - started
+        model.userFactors.unpersist()
+        model.itemFactors.unpersist()
+        print(f"  spark als maxIter={max(n, 1)}{' (warm-up)' if n == 0 else ''}: {elapsed[n]:.1f}s", flush=True)
+    data.unpersist()
+    return (elapsed[1 + iterations] - elapsed[1]) / iterations, elapsed[1]
+
+
+def build_spark(master: str, driver_memory: str, workdir: Path):
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from recsys_spark.config import SparkConfig
+    from recsys_spark.session import build_session
+
+    spark = build_session(SparkConfig(master=master, app_name="bench-training", conf={
+        "spark.driver.memory": driver_memory, "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4", "spark.local.dir": str(workdir / "spark-local")}))
+    spark.sparkContext.setCheckpointDir(str(workdir / "checkpoints"))
+    return spark
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-training-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; cpus {os.cpu_count()}")
+    spark = None if args.skip_spark else build_spark(args.master, args.driver_memory, workdir)
+    rows = []
+    try:
+        for size in args.sizes:
+            n_interactions, n_users, n_items = SIZES[size]
+            started = time.perf_counter()
+            users, items, weights, n_users, n_items = generate(n_interactions, n_users, n_items)
+            print(f"{size}: {len(users)} distinct pairs, {n_users} users x {n_items} items "
+                  f"(generated in {time.perf_counter() - started:.1f}s)", flush=True)
+            wals_seconds = time_wals(users, items, weights, n_users, n_items, args.rank, args.iterations)
+            wals = statistics.median(wals_seconds)
+            print(f"  wals iterations: {', '.join(f'{s:.2f}s' for s in wals_seconds)}", flush=True)
+            als = setup = float("nan")
+            if spark is not None:
+                path = workdir / f"interactions-{size}.parquet"
+                pq.write_table(pa.table({"user_index": users, "item_index": items, "weight": weights.astype(np.float64)}), path)
+                als, setup = time_spark_als(spark, path, args.rank, args.iterations)
+            rows.append((size, len(users), n_users, n_items, wals, als, setup))
+    finally:
+        if spark is not None:
+            spark.stop()
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"\nrank {args.rank}, {args.iterations} timed iterations, Spark {args.master}\n")
+    print("| size | pairs | users | items | WALS s/iteration (median) | Spark ALS s/iteration | Spark ALS 1-iteration fit s | ALS / WALS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, pairs, n_users, n_items, wals, als, setup in rows:
+        print(f"| {size} | {pairs:,} | {n_users:,} | {n_items:,} | {wals:.2f} | {als:.2f} | {setup:.1f} | {als / wals:.1f} |")
+    print("ratios: " + " ".join(f"{size}={als / wals:.2f}" for size, _, _, _, wals, als, _ in rows))
+
+
+if __name__ == "__main__":
+    main()
