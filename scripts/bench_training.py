@@ -3,7 +3,7 @@
 For each size, generates interactions with recsys_spark.sample_data.iter_interactions, merges
 duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
   (a) WALS: recsys_spark.kernels.wals_tf.fit, seconds of each iteration (both half-steps), median;
-  (b) Spark ML ALS, implicitPrefs, same rank, on local[2]: after an untimed warm-up fit,
+  (b) Spark ML ALS, implicitPrefs, same rank, on local[2]: after an untimed warm-up fit (first size),
       (fit with 1 + n iterations minus fit with 1 iteration) / n, so data partitioning and setup
       are not counted as iterations.
 Both use model.wals / model.als defaults from recsys_spark.config. The last line is
@@ -11,6 +11,7 @@ Both use model.wals / model.als defaults from recsys_spark.config. The last line
 
     .venv/bin/python scripts/bench_training.py --sizes 1M            # quick
     .venv/bin/python scripts/bench_training.py --sizes 1M,10M --iterations 3
+    .venv/bin/python scripts/bench_training.py --sizes 10M --trainers als   # one trainer per process
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ def parse_args(argv=None):
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per trainer")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="8g")
-    parser.add_argument("--skip-spark", action="store_true", help="time WALS only")
+    parser.add_argument("--trainers", default="wals,als", help="comma-separated: wals, als (one process each to spare memory)")
     parser.add_argument("--workdir", default=None, help="where the generated Parquet goes (default: a temp dir)")
     args = parser.parse_args(argv)
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    args.trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
+    if not args.trainers or any(t not in ("wals", "als") for t in args.trainers):
+        parser.error(f"--trainers takes wals and/or als; got {','.join(args.trainers)!r}")
     unknown = [s for s in args.sizes if s not in SIZES]
     if unknown:
         parser.error(f"unknown size {unknown[0]}; use one of {', '.join(SIZES)}")
@@ -80,15 +84,15 @@ def time_wals(users, items, weights, n_users, n_items, rank, iterations):
     return [h["seconds"] for h in history]
 
 
-def time_spark_als(spark, path: Path, rank: int, iterations: int) -> tuple[float, float]:
-    """(seconds per iteration, seconds of the 1-iteration fit)."""
+def time_spark_als(spark, path: Path, rank: int, iterations: int, warm_up: bool) -> tuple[float, float]:
+    """(seconds per iteration, seconds of the 1-iteration fit); warm_up: first an untimed fit."""
     from recsys_spark.config import ModelConfig
     from recsys_spark.models.spark_als import build_als
 
     data = spark.read.parquet(str(path)).cache()
     data.count()
     elapsed = {}
-    for n in (0, 1, 1 + iterations):  # 0: an untimed 1-iteration warm-up of the JVM
+    for n in ((0,) if warm_up else ()) + (1, 1 + iterations):  # 0: a 1-iteration warm-up of the JVM
         als = build_als(ModelConfig(kind="als", rank=rank), spark.sparkContext.defaultParallelism).setMaxIter(max(n, 1))
         started = time.perf_counter()
         model = als.fit(data)
@@ -117,7 +121,7 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-training-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; cpus {os.cpu_count()}")
-    spark = None if args.skip_spark else build_spark(args.master, args.driver_memory, workdir)
+    spark = build_spark(args.master, args.driver_memory, workdir) if "als" in args.trainers else None
     rows = []
     try:
         for size in args.sizes:
@@ -126,14 +130,15 @@ def main(argv=None) -> None:
             users, items, weights, n_users, n_items = generate(n_interactions, n_users, n_items)
             print(f"{size}: {len(users)} distinct pairs, {n_users} users x {n_items} items "
                   f"(generated in {time.perf_counter() - started:.1f}s)", flush=True)
-            wals_seconds = time_wals(users, items, weights, n_users, n_items, args.rank, args.iterations)
-            wals = statistics.median(wals_seconds)
-            print(f"  wals iterations: {', '.join(f'{s:.2f}s' for s in wals_seconds)}", flush=True)
-            als = setup = float("nan")
+            wals = als = setup = float("nan")
+            if "wals" in args.trainers:
+                wals_seconds = time_wals(users, items, weights, n_users, n_items, args.rank, args.iterations)
+                wals = statistics.median(wals_seconds)
+                print(f"  wals iterations: {', '.join(f'{s:.2f}s' for s in wals_seconds)}", flush=True)
             if spark is not None:
                 path = workdir / f"interactions-{size}.parquet"
                 pq.write_table(pa.table({"user_index": users, "item_index": items, "weight": weights.astype(np.float64)}), path)
-                als, setup = time_spark_als(spark, path, args.rank, args.iterations)
+                als, setup = time_spark_als(spark, path, args.rank, args.iterations, warm_up=not rows)
             rows.append((size, len(users), n_users, n_items, wals, als, setup))
     finally:
         if spark is not None:
