@@ -26,6 +26,7 @@ POPULARITY_PLOT = "popularity.png"
 SCORES_PLOT = "scores.png"
 REPORT_FILE = "report.md"
 _PLOTTED = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty")
+_TITLES = {"coverage": "coverage (share of catalog)", "novelty": "novelty (mean popularity rank)"}
 
 
 def popularity_profile(recs: DataFrame, interactions: DataFrame, k: int, buckets: int = 10,
@@ -78,7 +79,7 @@ def plot_metrics(metrics: pd.DataFrame, path: Path) -> Path:
         for model, group in ranked[ranked["metric"] == name].groupby("model"):
             group = group.sort_values("k")
             ax.plot(group["k"], group["value"], marker="o", label=model)
-        ax.set_title(name)
+        ax.set_title(_TITLES.get(name, name))
         ax.set_xlabel("k")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
