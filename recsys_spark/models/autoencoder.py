@@ -56,6 +56,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
 
 def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed: int) -> AutoencoderFit:
     """Fit the autoencoder on COO interactions; every user is encoded from all of their row."""
+    import keras
     import tensorflow as tf
 
     set_seed(seed)
@@ -74,7 +75,7 @@ def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed:
     if cfg.item_bias:
         variables.append(tf.Variable(np.zeros(data.n_items, np.float32), name="item_bias"))
     penalty_t = tf.constant(penalty.astype(np.float32) / data.n_users)
-    optimizer = _adam(cfg.learning_rate)
+    optimizer = keras.optimizers.Adam(cfg.learning_rate)
 
     @tf.function(input_signature=[tf.TensorSpec([None, data.n_items], tf.float32)])
     def step(rows):
@@ -141,9 +142,3 @@ def _validation_users(held_out: Interactions, rng: np.random.Generator) -> np.nd
     if len(users) > VALIDATION_USERS:
         users = np.sort(rng.choice(users, VALIDATION_USERS, replace=False))
     return users
-
-
-def _adam(learning_rate: float):
-    import keras
-
-    return keras.optimizers.Adam(learning_rate)
