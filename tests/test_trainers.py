@@ -5,8 +5,6 @@ for the implicit models, held-out RMSE of a bias-only model for mf, the closed-f
 the autoencoder's objective, hand-computed content vectors.
 """
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,9 +204,9 @@ def test_content_beats_popularity_with_planted_features():
 
 
 def test_train_entry_points_build_factor_models(spark, tmp_path):
-    """The Spark glue: prepare -> train(prepared, model_cfg, train_cfg) -> FactorModel with the cores' factors."""
+    """The Spark glue: prepare -> train(prepared, model_cfg, train_cfg) -> FactorModel, with features from a CSV."""
     from recsys_spark.config import PrepareConfig
-    from recsys_spark.models import autoencoder, content, mf, two_tower
+    from recsys_spark.models import content, two_tower
     from recsys_spark.models.content import content_vectors
     from recsys_spark.prepare import prepare
 
@@ -217,23 +215,17 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
     features = tmp_path / "features.csv"
     item_ids = sorted(frame.item_id.unique())
     pd.DataFrame({"item_id": item_ids[:-3], "f0": 1.0, "f1": np.arange(len(item_ids) - 3, dtype=float)}).to_csv(features, index=False)
-    base = ModelConfig(rank=4, seed=3)
-    configs = {
-        "autoencoder": dataclasses.replace(base, autoencoder=AutoencoderConfig(epochs=2)),
-        "mf": dataclasses.replace(base, mf=MfConfig(epochs=2)),
-        "two_tower": dataclasses.replace(base, two_tower=TwoTowerConfig(epochs=2, batch_size=64, item_features=True),
-                                         content=ContentConfig(features_path=str(features))),
-        "content": dataclasses.replace(base, content=ContentConfig(features_path=str(features))),
-    }
-    widths = {"autoencoder": 4, "mf": 6, "two_tower": 4, "content": 2}
-    for kind, module in {"autoencoder": autoencoder, "mf": mf, "two_tower": two_tower, "content": content}.items():
-        model = module.train(prepared, configs[kind], TrainConfig())
-        assert model.kind == kind and model.rank == widths[kind]
-        assert model.user_factors.count() == prepared.n_users
-        assert model.item_factor_matrix().shape == (prepared.n_items, widths[kind])
+    with_features = ContentConfig(features_path=str(features))
 
-    model = content.train(prepared, configs["content"], TrainConfig())
+    cfg = ModelConfig(rank=4, seed=3, content=with_features,
+                      two_tower=TwoTowerConfig(epochs=2, batch_size=64, item_features=True))
+    model = two_tower.train(prepared, cfg, TrainConfig())
+    assert model.kind == "two_tower" and model.rank == 4
+    assert model.item_factor_matrix().shape == (prepared.n_items, 4)
+
+    model = content.train(prepared, ModelConfig(content=with_features), TrainConfig())
     items = model.item_factor_matrix()
+    assert model.kind == "content" and items.shape == (prepared.n_items, 2)
     assert np.all(items[-3:] == 0.0)  # the last three items have no features
     expected = np.stack([np.ones(len(item_ids) - 3), np.arange(len(item_ids) - 3)], axis=1)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -242,4 +234,18 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
     data = Interactions(pdf.user_index.to_numpy(np.int32), pdf.item_index.to_numpy(np.int32),
                         pdf.weight.to_numpy(np.float32), prepared.n_users, prepared.n_items)
     users = model.user_factors.toPandas().sort_values("user_index")
+    assert len(users) == prepared.n_users
     np.testing.assert_allclose(np.stack(users.factors.to_numpy()), content_vectors(data, items)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_read_movielens_item_genres(spark, tmp_path):
+    from recsys_spark.item_features import read_item_features
+
+    path = tmp_path / "u.item"
+    flags = ["0"] * 19
+    lines = ["1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(["0", "0", "0", "1", "1"] + flags[5:]),
+             "2|Cit\xe9 (1995)|01-Jan-1995||http://y|" + "|".join(["1"] + flags[1:])]
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    rows = {r.item_id: r.features for r in read_item_features(spark, str(path)).collect()}
+    assert rows[1] == [0.0, 0.0, 0.0, 1.0, 1.0] + [0.0] * 14
+    assert rows[2] == [1.0] + [0.0] * 18
