@@ -127,8 +127,8 @@ def _hit_rate_and_mrr(per_user: DataFrame, ks: Sequence[int]) -> list[MetricRow]
         aggregates.append(F.avg((first > 0).cast("double")).alias(f"hit_rate@{k}"))
         aggregates.append(F.avg(F.when(first > 0, 1.0 / first).otherwise(0.0)).alias(f"mrr@{k}"))
     result = per_user.agg(*aggregates).first().asDict()
-    return [MetricRow(name, int(k), float(value)) for key, value in result.items()
-            for name, k in [key.split("@")]]
+    rows = [MetricRow(name, int(k), float(value)) for key, value in result.items() for name, k in [key.split("@")]]
+    return sorted(rows, key=lambda r: (r.metric != "hit_rate", r.k))
 
 
 def catalog_metrics(
@@ -159,9 +159,8 @@ def catalog_metrics(
         aggregates.append(F.count_distinct(F.when(within, F.col(item_col))).alias(f"coverage@{k}"))
         aggregates.append(F.avg(F.when(within, F.col(POPULARITY_RANK))).alias(f"novelty@{k}"))
     result = top.agg(*aggregates).first().asDict()
-    rows = []
+    rows = [MetricRow("coverage", k, result[f"coverage@{k}"] / n_catalog) for k in ks]
     for k in ks:
-        rows.append(MetricRow("coverage", k, result[f"coverage@{k}"] / n_catalog))
         novelty = result[f"novelty@{k}"]
         rows.append(MetricRow("novelty", k, float(novelty) if novelty is not None else float("nan")))
     return rows
