@@ -14,6 +14,10 @@ STAGES = {
     "train": "train the model named by model.kind on the prepared data of the run date",
     "score": "write top-N recommendations for every user (user_recs)",
     "similar": "write the top-K similar items of every item (item_similar)",
+    "evaluate": "split the interactions, train every compared model (evaluate.models) on the train part, score the "
+                "held-out users and write the metrics table (OUTPUT/metrics) and a Markdown report with plots",
+    "tune": "search conf values on a validation split carved from the evaluate train split; "
+            "write the best conf (YAML) and all trials",
 }
 
 
@@ -26,13 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        if name in ("run", "prepare"):
+        if name in ("run", "prepare", "evaluate", "tune"):
             cmd.add_argument("--input", help="interactions: CSV/TSV file or directory, Parquet, or a table name "
                                              "(default: input.path from the config)")
         cmd.add_argument("--output", help="output directory (default: output.path from the config, ./warehouse)")
         cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
         if name in ("score", "similar"):
             cmd.add_argument("--model", help="directory of a saved model (default: the run date's model)")
+        if name == "evaluate":
+            cmd.add_argument("--report-dir", help="local directory for report.md and its PNG plots "
+                                                  "(default: ./reports/RUN_DATE)")
+        if name == "tune":
+            cmd.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=V1,V2,...",
+                             help="values to try for one conf key, e.g. --param model.rank=32,64 "
+                                  "--param model.wals.reg=0.01,0.1 (repeatable; adds to tune.params)")
+            cmd.add_argument("--best-conf", help="where to write the best conf as YAML "
+                                                 "(default: OUTPUT/tune/best.yaml); trials go to OUTPUT/tune/trials")
         cmd.add_argument("--conf", help="YAML config file (default: built-in defaults, as in conf/local.yaml)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override one config key, e.g. --set model.kind=wals --set score.top_n=20 (repeatable)")
@@ -49,13 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.overrides)
         run_date = pipeline.parse_run_date(args.run_date)
+        if args.command == "tune":
+            from recsys_spark.tune import parse_param
+
+            cfg.tune.params.update(parse_param(p) for p in args.params)
+            cfg.tune.__post_init__()
     except (ConfigError, ValueError) as exc:
         print(f"recsys-spark: error: {exc}", file=sys.stderr)
         return 2
     output = (args.output or cfg.output.path).rstrip("/")
     from recsys_spark.session import build_session
-    from recsys_spark.io import InputError
-    from recsys_spark.prepare import PrepareError
 
     spark = build_session(cfg.spark)
     paths = pipeline.RunPaths(output, run_date)
@@ -68,13 +84,52 @@ def main(argv: list[str] | None = None) -> int:
             summary = pipeline.stage_train(spark, cfg, paths)
         elif args.command == "score":
             summary = pipeline.stage_score(spark, cfg, paths, args.model)
-        else:
+        elif args.command == "similar":
             summary = pipeline.stage_similar(spark, cfg, paths, args.model)
-    except (InputError, PrepareError, FileNotFoundError) as exc:
+        elif args.command == "evaluate":
+            from recsys_spark.offline import run_evaluate
+
+            summary = run_evaluate(spark, cfg, args.input, paths, args.report_dir)
+        else:
+            from recsys_spark.offline import run_tune
+
+            summary = run_tune(spark, cfg, args.input, paths, args.best_conf)
+    except Exception as exc:  # user errors get one line and an exit code; bugs keep their trace
+        code = exit_code(exc)
+        if code is None:
+            raise
         print(f"recsys-spark: error: {exc}", file=sys.stderr)
-        return 1
+        return code
     print_summary(summary)
     return 0
+
+
+def exit_code(exc: Exception) -> int | None:
+    """The exit status for an error the user can act on (None: a bug, let it raise)."""
+    from recsys_spark.audit import AuditError, QualityGateError
+    from recsys_spark.evaluation import EvaluationError
+    from recsys_spark.foldin import FoldInError
+    from recsys_spark.io import InputError
+    from recsys_spark.item_features import ItemFeaturesError
+    from recsys_spark.layout import UnsafePathError
+    from recsys_spark.lock import LockedError
+    from recsys_spark.models.driver_data import DriverMemoryError
+    from recsys_spark.prepare import PrepareError
+    from recsys_spark.quarantine import AccountingError
+    from recsys_spark.split import SplitError
+
+    codes = [
+        ((ConfigError, UnsafePathError), 2),
+        ((AuditError, AccountingError), 3),
+        ((QualityGateError,), 4),
+        ((LockedError,), 5),
+        ((InputError, PrepareError, FileNotFoundError, SplitError, EvaluationError, FoldInError,
+          ItemFeaturesError, DriverMemoryError), 1),
+    ]
+    for classes, code in codes:
+        if isinstance(exc, classes):
+            return code
+    return None
 
 
 def print_summary(summary) -> None:
@@ -85,6 +140,9 @@ def print_summary(summary) -> None:
               if table in ("user_recs", "item_similar") else f"  {table:<14} {rows:>12,}")
     if summary.timings:
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
+    for key in ("metrics", "best", "files"):
+        if key in summary.manifest:
+            print(f"{key}: {summary.manifest[key]}")
     if "user_recs" in summary.counts:
         print("query them with Spark SQL, e.g.:\n"
               f"  SELECT user_id, rank, item_id, score FROM parquet.`{paths.output}/user_recs` "

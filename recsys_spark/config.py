@@ -200,7 +200,7 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "als"
+    kind: str = "wals"  # best measured quality on implicit data (docs/benchmarks-models.md)
     rank: int = 64
     seed: int = 42
     als: AlsConfig = field(default_factory=AlsConfig)

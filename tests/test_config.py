@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_local_yaml_spells_out_the_defaults():
     assert load_config(str(ROOT / "conf" / "local.yaml")).to_dict() == Config().to_dict()
+    spelled = yaml.safe_load((ROOT / "conf" / "local.yaml").read_text())
+    assert spelled == Config().to_dict()  # every key, not only the values that differ
 
 
 def test_every_shipped_conf_file_is_valid():
@@ -55,3 +57,12 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("run", "prepare", "train", "score", "similar"):
         assert command in out
+
+
+def test_local_yaml_is_generated_from_the_current_defaults():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_local_conf.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
