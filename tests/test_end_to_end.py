@@ -13,7 +13,7 @@ from recsys_spark.sample_data import generate_interactions
 from tests.reference import precision_at_k
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
-FAST = ["--set", "model.rank=16", "--set", "model.als.max_iter=8", "--quiet"]
+FAST = ["--set", "model.rank=16", "--quiet"]
 
 
 def _split(interactions: pd.DataFrame, seed: int = 7):
@@ -39,7 +39,8 @@ def _recs(out: Path, date: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def nightly(spark, tmp_path_factory):
-    """Two dates: ALS on 2026-01-01, popularity on 2026-01-02, same training input."""
+    """Three dates, same training input: the default model (WALS) on 2026-01-01, popularity on
+    2026-01-02, Spark ALS on 2026-01-03."""
     tmp = tmp_path_factory.mktemp("e2e")
     interactions = generate_interactions(n_users=600, n_items=200, n_interactions=24000, seed=5)
     train, held = _split(interactions)
@@ -50,6 +51,8 @@ def nightly(spark, tmp_path_factory):
     first = _files(out / "user_recs" / "run_date=2026-01-01")
     assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-02",
                  "--set", "model.kind=popularity", "--quiet"]) == 0
+    assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-03",
+                 "--set", "model.kind=als", "--set", "model.als.max_iter=8", *FAST]) == 0
     return out, train, held, first
 
 
@@ -60,7 +63,7 @@ def test_tables_have_the_documented_schemas(nightly):
     assert recs.schema.names == ["user_id", "rank", "item_id", "score", "model"]
     assert similar.schema.names == ["item_id", "rank", "similar_item_id", "score", "model"]
     assert str(recs.schema.field("user_id").type) == "string"
-    assert set(recs.column("model").to_pylist()) == {"als"}
+    assert set(recs.column("model").to_pylist()) == {"wals"}
 
 
 def test_every_user_gets_n_unseen_items(nightly):
@@ -82,20 +85,21 @@ def test_second_date_leaves_the_first_byte_identical(nightly):
     assert set(_recs(out, "2026-01-02")["model"]) == {"popularity"}
 
 
-def test_als_beats_popularity_on_held_out_items(nightly):
+def test_models_beat_popularity_on_held_out_items(nightly):
     out, _, held, _ = nightly
     scores = {}
-    for date in ("2026-01-01", "2026-01-02"):
+    for date in ("2026-01-01", "2026-01-02", "2026-01-03"):
         recs = _recs(out, date).sort_values(["user_id", "rank"])
-        scores[date] = precision_at_k(recs.groupby("user_id")["item_id"].agg(list).to_dict(), held, 10)
-    assert scores["2026-01-01"] > 1.3 * scores["2026-01-02"], scores
+        scores[set(recs.model).pop()] = precision_at_k(recs.groupby("user_id")["item_id"].agg(list).to_dict(), held, 10)
+    assert scores["wals"] > 1.3 * scores["popularity"], scores
+    assert scores["als"] > 1.3 * scores["popularity"], scores
 
 
 def test_spark_sql_reads_both_tables(spark, nightly):
     out = nightly[0]
     rows = spark.sql(f"SELECT run_date, count(*) AS n FROM parquet.`{out}/user_recs` GROUP BY run_date ORDER BY run_date").collect()
-    assert [str(r.run_date) for r in rows] == ["2026-01-01", "2026-01-02"]
-    assert spark.sql(f"SELECT count(*) FROM parquet.`{out}/item_similar` WHERE rank = 1").first()[0] == 2 * 200
+    assert [str(r.run_date) for r in rows] == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert spark.sql(f"SELECT count(*) FROM parquet.`{out}/item_similar` WHERE rank = 1").first()[0] == 3 * 200
 
 
 def test_movielens_format_reads_through_conf_alone(spark, tmp_path):
