@@ -78,13 +78,13 @@ def test_fold_in_new_users_on_executors_equals_dense_solve(spark):
 
 def test_fold_in_of_a_trained_users_row_equals_the_exact_solve(spark):
     pytest.importorskip("tensorflow")
-    from recsys_spark.config import ModelConfig, PrepareConfig, TrainConfig, WalsConfig
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.models import wals
-    from recsys_spark.prepare import prepare
     from recsys_spark.sample_data import generate_interactions
+    from tests.prepared_frames import prepared_from_pandas
 
     frame = generate_interactions(50, 30, 600, seed=5)
-    prepared = prepare(spark.createDataFrame(frame), PrepareConfig())
+    prepared = prepared_from_pandas(spark, frame)
     model = wals.train(prepared, ModelConfig(kind="wals", rank=4, seed=1, wals=WalsConfig(iterations=2)), TrainConfig())
     item_factors = model.item_factor_matrix()
     item_index = {r["item_id"]: r["item_index"] for r in prepared.item_ids.collect()}

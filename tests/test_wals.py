@@ -127,12 +127,11 @@ def test_same_seed_same_factors_other_seed_other_factors():
 
 
 def test_train_builds_a_factor_model_with_history(spark):
-    from recsys_spark.config import ModelConfig, PrepareConfig, TrainConfig, WalsConfig
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.models import wals
-    from recsys_spark.prepare import prepare
+    from tests.prepared_frames import prepared_from_pandas
 
-    frame = generate_interactions(60, 40, 800, seed=3)
-    prepared = prepare(spark.createDataFrame(frame), PrepareConfig())
+    prepared = prepared_from_pandas(spark, generate_interactions(60, 40, 800, seed=3))
     cfg = ModelConfig(kind="wals", rank=5, seed=9, wals=WalsConfig(iterations=3, confidence="bm25"))
     model = wals.train(prepared, cfg, TrainConfig())
     assert model.kind == "wals" and model.rank == 5

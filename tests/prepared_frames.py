@@ -1,0 +1,23 @@
+"""Small PreparedData for trainer tests, built on the driver without prepare()'s Spark jobs."""
+
+import numpy as np
+import pandas as pd
+
+
+def prepared_from_pandas(spark, frame):
+    """PreparedData straight from a pandas frame (user_id, item_id, weight): duplicates summed,
+    indexes in id order, as prepare() gives, without its Spark jobs."""
+    from recsys_spark.prepare import PreparedData
+
+    merged = frame.groupby(["user_id", "item_id"], as_index=False).weight.sum()
+    user_ids, users = np.unique(merged.user_id.to_numpy(), return_inverse=True)
+    item_ids, items = np.unique(merged.item_id.to_numpy(), return_inverse=True)
+    interactions = pd.DataFrame({"user_index": users.astype(np.int32), "item_index": items.astype(np.int32),
+                                 "weight": merged.weight.to_numpy(np.float64), "ts": np.zeros(len(merged), np.int64)})
+    return PreparedData(
+        spark.createDataFrame(interactions, "user_index int, item_index int, weight double, ts long"),
+        spark.createDataFrame(pd.DataFrame({"user_index": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids}),
+                              "user_index int, user_id string"),
+        spark.createDataFrame(pd.DataFrame({"item_index": np.arange(len(item_ids), dtype=np.int32), "item_id": item_ids}),
+                              "item_index int, item_id string"),
+        len(user_ids), len(item_ids))
