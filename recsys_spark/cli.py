@@ -12,8 +12,10 @@ STAGES = {
     "run": "the whole nightly pipeline: prepare, train, score, similar, write",
     "prepare": "validate, clean, aggregate, filter and index the input; keep it for the next stages",
     "train": "train the model named by model.kind on the prepared data of the run date",
-    "score": "write top-N recommendations for every user (user_recs)",
-    "similar": "write the top-K similar items of every item (item_similar)",
+    "score": "stage top-N recommendations for every user (user_recs); the date is published once "
+             "user_recs and item_similar are both staged",
+    "similar": "stage the top-K similar items of every item (item_similar); the date is published once "
+               "user_recs and item_similar are both staged",
     "evaluate": "split the interactions, train every compared model (evaluate.models) on the train part, score the "
                 "held-out users and write the metrics table (OUTPUT/metrics) and a Markdown report with plots",
     "tune": "search conf values on a validation split carved from the evaluate train split; "
@@ -25,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recsys-spark",
         description="Nightly top-N recommendations and item similarity on Spark.",
-        epilog="Tables land in OUTPUT/user_recs/run_date=YYYY-MM-DD and OUTPUT/item_similar/run_date=YYYY-MM-DD.",
+        epilog="Tables land in OUTPUT/user_recs/run_date=YYYY-MM-DD and OUTPUT/item_similar/run_date=YYYY-MM-DD. "
+               "Exit codes: 0 done (published), 1 input unusable, 2 bad arguments or configuration, 3 audit or "
+               "row accounting failed (nothing published), 4 quality gate refused the run (yesterday's tables "
+               "stay), 5 another run of the date holds its lock.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES.items():
@@ -33,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("run", "prepare", "evaluate", "tune"):
             cmd.add_argument("--input", help="interactions: CSV/TSV file or directory, Parquet, or a table name "
                                              "(default: input.path from the config)")
+        if name == "score":
+            cmd.add_argument("--input", help="with --model: new interactions to score with that saved model; users "
+                                             "it has not seen get factors by fold-in, without retraining")
         cmd.add_argument("--output", help="output directory (default: output.path from the config, ./warehouse)")
         cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
         if name in ("score", "similar"):
@@ -82,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             summary = pipeline.stage_prepare(spark, cfg, args.input, paths)
         elif args.command == "train":
             summary = pipeline.stage_train(spark, cfg, paths)
+        elif args.command == "score" and args.input:
+            from recsys_spark.refresh import score_new_input
+
+            if not args.model:
+                raise FileNotFoundError("score --input needs --model DIR: the saved model to score the new input with")
+            summary = score_new_input(spark, cfg, paths, args.model, args.input)
         elif args.command == "score":
             summary = pipeline.stage_score(spark, cfg, paths, args.model)
         elif args.command == "similar":
@@ -140,6 +154,10 @@ def print_summary(summary) -> None:
               if table in ("user_recs", "item_similar") else f"  {table:<14} {rows:>12,}")
     if summary.timings:
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
+    run_id = summary.manifest.get("run_id")
+    if run_id:
+        current = f"{paths.output}/_runs/{paths.run_date}/current"
+        print(f"published run {run_id}: manifest {current}/manifest.json, quarantine {current}/quarantine")
     for key in ("metrics", "best", "files"):
         if key in summary.manifest:
             print(f"{key}: {summary.manifest[key]}")
