@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.overrides)
         run_date = pipeline.parse_run_date(args.run_date)
+        rule_paths = [k for k in ("exclude_items_path", "exclude_user_items_path", "include_items_path")
+                      if getattr(cfg.rules, k)]
+        if rule_paths:
+            raise ConfigError(f"rules.{rule_paths[0]} is set, but the pipeline does not apply rule tables yet "
+                              "(recsys_spark.rules works from Python); unset it rather than get unfiltered lists")
         if args.command == "tune":
             from recsys_spark.tune import parse_param
 
