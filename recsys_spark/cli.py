@@ -164,7 +164,7 @@ def print_summary(summary) -> None:
         current = f"{paths.output}/_runs/{paths.run_date}/current"
         print(f"published run {run_id}: manifest {current}/manifest.json, quarantine {current}/quarantine")
     for key in ("metrics", "best", "files"):
-        if key in summary.manifest:
+        if summary.manifest.get(key):
             print(f"{key}: {summary.manifest[key]}")
     if "user_recs" in summary.counts:
         print("query them with Spark SQL, e.g.:\n"
