@@ -163,9 +163,13 @@ def print_summary(summary) -> None:
     if run_id:
         current = f"{paths.output}/_runs/{paths.run_date}/current"
         print(f"published run {run_id}: manifest {current}/manifest.json, quarantine {current}/quarantine")
-    for key in ("metrics", "best", "files"):
-        if summary.manifest.get(key):
-            print(f"{key}: {summary.manifest[key]}")
+    for model, values in (summary.manifest.get("metrics") or {}).items():
+        print(f"  {model:<12} " + "  ".join(f"{name} {value:.4f}" for name, value in values.items()
+                                           if name.split("@")[0] in ("precision", "recall", "ndcg", "map")))
+    if summary.manifest.get("best"):
+        print("best: " + ", ".join(f"{k}={v}" for k, v in summary.manifest["best"].items()))
+    for path in summary.manifest.get("files") or []:
+        print(f"wrote {path}")
     if "user_recs" in summary.counts:
         print("query them with Spark SQL, e.g.:\n"
               f"  SELECT user_id, rank, item_id, score FROM parquet.`{paths.output}/user_recs` "
