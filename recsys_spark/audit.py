@@ -1,8 +1,10 @@
 """Audit a staged run before it is published, in Spark (aggregations; nothing is collected
 but a handful of counts), and the quality gate against the last published run.
 
-user_recs: every eligible user has exactly min(N, catalog - seen) rows, ranks 1..k, unique
-(user, item), no seen item, finite scores non-increasing with rank.
+user_recs: every served user has exactly min(N, items they may get) rows (the rules decide which
+items and users: rules.item_pools, rules.served_users), ranks 1..k, unique (user, item), no seen
+or excluded item, no item outside the allowed set, `model` rows before `fallback` rows, finite
+scores non-increasing with rank within each source, fallback scores (popularity) in [0, 1].
 item_similar: every item has min(K, items - 1) neighbours, ranks 1..k, no self pair, unique
 neighbours, cosine finite and in [-1, 1], non-increasing with rank.
 """
@@ -15,7 +17,8 @@ import math
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recsys_spark.schema import ITEM_ID, RANK, SCORE, SIMILAR_ITEM_ID, USER_ID
+from recsys_spark.rules import SOURCE_FALLBACK, SOURCE_MODEL
+from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID, SOURCE, USER_ID, USER_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +39,24 @@ def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_checks: dict) -> dict:
+def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_checks: dict,
+                key_checks: dict | None = None, segment: tuple = ()) -> dict:
     """Violation counts of a long top-k table (key, rank, item, score) against `expected` (key, expected).
 
-    `row_checks` maps a check name to a boolean Column over table rows that marks a violation.
+    `row_checks` maps a check name to a boolean Column over table rows that marks a violation;
+    `key_checks` a name to a boolean Column over per-key aggregates (`_min_rank`, ...) and
+    `segment` names columns within which scores must not increase with rank.
     """
-    prev = F.lag(SCORE).over(Window.partitionBy(key).orderBy(RANK))
+    prev = F.lag(SCORE).over(Window.partitionBy(key, *segment).orderBy(RANK))
     flagged = table.withColumn("_prev", prev)
     flags = {"non_finite_score": F.isnan(SCORE) | (F.abs(SCORE) == math.inf) | F.col(SCORE).isNull(),
              "score_increases_with_rank": F.col(SCORE) > F.col("_prev"), **row_checks}
     per_key = flagged.groupBy(key).agg(
         F.count(F.lit(1)).alias("_rows"), F.min(RANK).alias("_min_rank"), F.max(RANK).alias("_max_rank"),
         F.size(F.collect_set(RANK)).alias("_ranks"), F.size(F.collect_set(item)).alias("_items"),
-        *[_count_if(flag).alias(name) for name, flag in flags.items()])
+        *[_count_if(flag).alias(name) for name, flag in flags.items()],
+        *[agg.alias(name) for name, agg in (key_checks or {}).get("aggregates", {}).items()])
+    per_key_flags = (key_checks or {}).get("flags", {})
     joined = per_key.join(expected, key, "full_outer")
     rows, want = F.coalesce(F.col("_rows"), F.lit(0)), F.coalesce(F.col(EXPECTED), F.lit(0))
     result = joined.agg(
@@ -58,22 +66,53 @@ def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_
         .alias("ranks_not_1_to_k"),
         _count_if(F.col("_items") != rows).alias("duplicate_items"),
         *[F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in flags],
+        *[_count_if(flag).alias(name) for name, flag in per_key_flags.items()],
         F.coalesce(F.sum("_rows"), F.lit(0)).alias("_total_rows"),
         F.count(F.col(EXPECTED)).alias("_expected_keys"),
     ).first().asDict()
     return {name: int(value) for name, value in result.items()}
 
 
-def audit_recs(recs: DataFrame, eligible: DataFrame, seen: DataFrame, n_items: int, top_n: int) -> dict:
-    """Violation counts (and `_total_rows`, `_expected_keys`) of user_recs.
+def expected_list_lengths(users: DataFrame, items: DataFrame, blocked: DataFrame, top_n: int) -> DataFrame:
+    """user_id, expected: how many rows each served user must get, min(N, pool - blocked in pool).
 
-    recs: user_id, rank, item_id, score. eligible: user_id, n_seen of every user the model scores.
-    seen: user_id, item_id pairs the users interacted with.
+    users: user_index, user_id, has_factors (rules.served_users); items: item_index, model_pool,
+    fallback_pool (rules.item_pools); blocked: distinct user_index, item_index pairs a user must
+    not get (seen and per-user exclusions). Users with factors draw from the model pool, others
+    from the fallback pool.
     """
-    expected = eligible.select(USER_ID, F.greatest(F.least(F.lit(top_n), F.lit(n_items) - F.col("n_seen")),
-                                                   F.lit(0)).alias(EXPECTED))
-    result = _audit_topn(recs, USER_ID, ITEM_ID, expected, {})
+    pools = items.agg(_count_if(F.col("model_pool")).alias("m"), _count_if(F.col("fallback_pool")).alias("f")).first()
+    per_user = (blocked.join(items, ITEM_INDEX).groupBy(USER_INDEX)
+                .agg(_count_if(F.col("model_pool")).alias("_bm"), _count_if(F.col("fallback_pool")).alias("_bf")))
+    free = F.when(F.col("has_factors"), F.lit(int(pools["m"] or 0)) - F.coalesce(F.col("_bm"), F.lit(0))) \
+        .otherwise(F.lit(int(pools["f"] or 0)) - F.coalesce(F.col("_bf"), F.lit(0)))
+    return (users.join(per_user, USER_INDEX, "left")
+            .select(USER_ID, F.greatest(F.least(F.lit(top_n), free), F.lit(0)).alias(EXPECTED)))
+
+
+def audit_recs(recs: DataFrame, expected: DataFrame, seen: DataFrame, *, excluded: DataFrame | None = None,
+               allowed_items: DataFrame | None = None) -> dict:
+    """Violation counts (and `_total_rows`, `_expected_keys`, `_fallback_rows`) of user_recs.
+
+    recs: user_id, rank, item_id, score, source. expected: user_id, expected (expected_list_lengths).
+    seen: user_id, item_id pairs the users interacted with; excluded: pairs the rules forbid;
+    allowed_items: item_id of every item that may be recommended (None: any item).
+    """
+    is_fallback = F.col(SOURCE) == SOURCE_FALLBACK
+    row_checks = {"unknown_source": ~F.col(SOURCE).isin(SOURCE_MODEL, SOURCE_FALLBACK) | F.col(SOURCE).isNull(),
+                  "fallback_score_out_of_range": is_fallback & ((F.col(SCORE) < 0.0) | (F.col(SCORE) > 1.0)),
+                  "_fallback_rows": is_fallback}  # a count, not a violation
+    key_checks = {
+        "aggregates": {"_last_model": F.max(F.when(F.col(SOURCE) == SOURCE_MODEL, F.col(RANK))),
+                       "_first_fallback": F.min(F.when(is_fallback, F.col(RANK)))},
+        "flags": {"fallback_before_model": F.col("_first_fallback") < F.col("_last_model")},
+    }
+    result = _audit_topn(recs, USER_ID, ITEM_ID, expected, row_checks, key_checks, segment=(SOURCE,))
     result["seen_item_recommended"] = recs.join(seen, [USER_ID, ITEM_ID], "left_semi").count()
+    if excluded is not None:
+        result["excluded_item_recommended"] = recs.join(excluded, [USER_ID, ITEM_ID], "left_semi").count()
+    if allowed_items is not None:
+        result["item_not_allowed"] = recs.join(allowed_items, ITEM_ID, "left_anti").count()
     return result
 
 

@@ -70,11 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.overrides)
         run_date = pipeline.parse_run_date(args.run_date)
-        rule_paths = [k for k in ("exclude_items_path", "exclude_user_items_path", "include_items_path")
-                      if getattr(cfg.rules, k)]
-        if rule_paths:
-            raise ConfigError(f"rules.{rule_paths[0]} is set, but the pipeline does not apply rule tables yet "
-                              "(recsys_spark.rules works from Python); unset it rather than get unfiltered lists")
         if args.command == "tune":
             from recsys_spark.tune import parse_param
 
@@ -135,6 +130,7 @@ def exit_code(exc: Exception) -> int | None:
     from recsys_spark.models.driver_data import DriverMemoryError
     from recsys_spark.prepare import PrepareError
     from recsys_spark.quarantine import AccountingError
+    from recsys_spark.rules import RulesError
     from recsys_spark.split import SplitError
 
     codes = [
@@ -143,7 +139,7 @@ def exit_code(exc: Exception) -> int | None:
         ((QualityGateError,), 4),
         ((LockedError,), 5),
         ((InputError, PrepareError, FileNotFoundError, SplitError, EvaluationError, FoldInError,
-          ItemFeaturesError, DriverMemoryError), 1),
+          ItemFeaturesError, DriverMemoryError, RulesError), 1),
     ]
     for classes, code in codes:
         if isinstance(exc, classes):

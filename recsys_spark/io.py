@@ -128,6 +128,26 @@ def _check_types(df: DataFrame, cfg: InputConfig, source: str) -> None:
                                  f"but must hold {what}; fix the input or point {role} at the right column")
 
 
+def read_rule_table(spark: SparkSession, path: str, role: str) -> DataFrame:
+    """A rule table (rules.* in the conf) as given: CSV with a header (ids as text; .tsv is
+    tab-separated), Parquet, or a table name. A path that does not exist is an error, so that a
+    missing exclusion list never publishes unfiltered recommendations."""
+    try:
+        fmt = _detect_format(spark, path, "auto")
+    except InputError:
+        raise InputError(f"{role} {path!r} is neither an existing file or directory nor a table; "
+                         "fix the path or unset it") from None
+    if fmt == "table":
+        df = spark.read.table(path)
+    elif fmt == "parquet":
+        df = _read_parquet(spark, path)
+    else:
+        sep = "\t" if path.lower().rstrip("/").endswith((".tsv", ".tsv.gz")) else ","
+        df = spark.read.option("header", True).option("sep", sep).option("inferSchema", False).csv(path)
+    log.info("read %s rule table %s from %s", fmt, role, path)
+    return df
+
+
 def save_prepared(prepared: PreparedData, path: str) -> None:
     """Keep prepared data between stage-by-stage runs."""
     spark = prepared.interactions.sparkSession

@@ -26,6 +26,7 @@ from recsys_spark.models.registry import train_model
 from recsys_spark.prepare import PreparedData, prepare
 from recsys_spark.publish import apply_retention, clean_date, last_published_manifest, publish, resolve_mode, seal
 from recsys_spark.quarantine import account, profile_input, quarantine_rows, split_malformed
+from recsys_spark.rules import Rules, build_rules, item_pools, served_users
 from recsys_spark.schema import (ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, ITEM_SIMILAR_COLUMNS, MODEL, USER_ID, USER_INDEX,
                                  USER_RECS, USER_RECS_COLUMNS)
 from recsys_spark.scoring import recommend
@@ -126,8 +127,19 @@ def write_quarantine(spark: SparkSession, quarantine: DataFrame, path: str, prep
     return count
 
 
-def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, path: str) -> None:
-    recs = user_recs_table(recommend(model, prepared.interactions.select(USER_INDEX, ITEM_INDEX), cfg.score), model.kind)
+RULE_TABLES = ("exclude_items", "exclude_user_items", "include_items")
+
+
+def load_rules(spark: SparkSession, cfg: Config, prepared: PreparedData) -> Rules:
+    """The conf's rule tables (rules.*_path), read and mapped to the prepared indexes."""
+    tables = {name: io.read_rule_table(spark, getattr(cfg.rules, f"{name}_path"), f"rules.{name}_path")
+              for name in RULE_TABLES if getattr(cfg.rules, f"{name}_path")}
+    return build_rules(prepared, cfg.rules, **tables)
+
+
+def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: Rules, path: str) -> None:
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    recs = user_recs_table(recommend(model, seen, cfg.score, rules=rules), model.kind)
     fail_first_attempt(recs).write.mode("overwrite").parquet(path)
 
 
@@ -135,22 +147,37 @@ def write_similar(cfg: Config, model: FactorModel, path: str) -> None:
     item_similar_table(similar_items(model, cfg.similar, cfg.score), model.kind).write.mode("overwrite").parquet(path)
 
 
-def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel) -> dict:
-    """Audit the tables staged in `run_dir` against the prepared data and the model; raises AuditError."""
+def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel,
+              rules: Rules) -> dict:
+    """Audit the tables staged in `run_dir` against the prepared data, the model and the rules;
+    raises AuditError."""
     results = {}
     if fs.exists(spark, table_path(run_dir, USER_RECS)):
-        seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
-        seen_counts = seen.groupBy(USER_INDEX).agg(F.count(F.lit(1)).alias("n_seen"))
-        eligible = (model.user_factors.select(USER_INDEX, USER_ID).join(seen_counts, USER_INDEX, "left")
-                    .select(USER_ID, F.coalesce("n_seen", F.lit(0)).alias("n_seen")))
-        seen_ids = seen.join(prepared.user_ids, USER_INDEX).join(prepared.item_ids, ITEM_INDEX).select(USER_ID, ITEM_ID)
-        results[USER_RECS] = audit.audit_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), eligible, seen_ids,
-                                              prepared.n_items, cfg.score.top_n)
+        results[USER_RECS] = audit_user_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), cfg, prepared,
+                                             model, rules)
     if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
         results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
                                                     model.item_factors.select(ITEM_ID), cfg.similar.top_k)
     audit.require_clean(results)
     return results
+
+
+def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model: FactorModel, rules: Rules) -> dict:
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    blocked = seen
+    if rules.exclude_user_items is not None:
+        blocked = seen.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX)).distinct()
+    items = item_pools(rules, prepared.item_ids, model.item_factors)
+    expected = audit.expected_list_lengths(served_users(rules, model.user_factors), items, blocked, cfg.score.top_n)
+
+    def with_ids(pairs: DataFrame) -> DataFrame:
+        return pairs.join(prepared.user_ids, USER_INDEX).join(prepared.item_ids, ITEM_INDEX).select(USER_ID, ITEM_ID)
+
+    restricted = rules.include_items is not None or rules.exclude_items is not None
+    allowed = items.filter("model_pool OR fallback_pool").join(prepared.item_ids, ITEM_INDEX).select(ITEM_ID)
+    return audit.audit_recs(recs, expected, with_ids(seen),
+                            excluded=None if rules.exclude_user_items is None else with_ids(rules.exclude_user_items),
+                            allowed_items=allowed if restricted else None)
 
 
 def evaluate_run(prepared: PreparedData, cfg: Config, run_id: str) -> dict | None:
@@ -177,7 +204,8 @@ def seal_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_i
     return manifest
 
 
-def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: dict, model: FactorModel) -> dict:
+def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: dict, model: FactorModel,
+                  rules: Rules, audit_results: dict) -> dict:
     rejected = dict(prepared_stats.get("rejected", {}))
     rejected["malformed_line"] = prepared_stats.get("input", {}).get("malformed_lines", 0)
     return {
@@ -185,6 +213,8 @@ def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: 
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "input": prepared_stats.get("input", {}), "rows": prepared_stats.get("rows", {}),
         "rejected_by_reason": rejected, "prepare": prepared_stats, "model": model.metadata,
+        "rules": {**rules.summary, "fallback": cfg.rules.fallback,
+                  "fallback_rows": audit_results.get(USER_RECS, {}).get("_fallback_rows", 0)},
         "config": cfg.to_dict(),
     }
 
@@ -201,21 +231,22 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
         with timed("prepare", summary.timings):
             prepared, quarantine = run_prepare(spark, cfg, source)
             summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
+            rules = load_rules(spark, cfg, prepared)
         with timed("train", summary.timings):
             model = train_model(prepared, cfg)
             model.save(f"{staging}/model")
             model = FactorModel.load(spark, f"{staging}/model")
         with timed("score", summary.timings):
-            write_recs(cfg, model, prepared, table_path(staging, USER_RECS))
+            write_recs(cfg, model, prepared, rules, table_path(staging, USER_RECS))
         if cfg.similar.enabled:
             with timed("similar", summary.timings):
                 write_similar(cfg, model, table_path(staging, ITEM_SIMILAR))
         with timed("evaluate", summary.timings):
             metrics = evaluate_run(prepared, cfg, run_id)
         with timed("audit", summary.timings):
-            results = audit_run(spark, cfg, staging, prepared, model)
+            results = audit_run(spark, cfg, staging, prepared, model, rules)
         summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
-        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model)
+        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model, rules, results)
         manifest.update(row_counts=summary.counts, audit=results, metrics=metrics, timings=summary.timings)
         with timed("publish", summary.timings):
             summary.manifest = seal_and_publish(spark, cfg, layout, run_id, manifest)
@@ -248,13 +279,25 @@ def stage_train(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary
     return summary
 
 
+def scoring_inputs(spark: SparkSession, paths: RunPaths, model_dir: str | None) -> tuple[PreparedData, FactorModel]:
+    """The run date's prepared data and the model that scores it; a model from elsewhere (--model)
+    was indexed on other data, so the prepared data is re-expressed in its index space first."""
+    prepared = io.load_prepared(spark, paths.prepared)
+    model = FactorModel.load(spark, model_dir or paths.model)
+    if model_dir and fs.qualify(spark, model_dir) != fs.qualify(spark, paths.model):
+        from recsys_spark.model_space import in_model_space
+
+        prepared, model = in_model_space(prepared, model)
+    return prepared, model
+
+
 def stage_score(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> RunSummary:
     """Stage user_recs; publishes the date once every table it needs is staged."""
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
     with timed("score", summary.timings):
-        model = FactorModel.load(spark, model_dir or paths.model)
-        write_recs(cfg, model, io.load_prepared(spark, paths.prepared), table_path(paths.layout.stage, USER_RECS))
+        prepared, model = scoring_inputs(spark, paths, model_dir)
+        write_recs(cfg, model, prepared, load_rules(spark, cfg, prepared), table_path(paths.layout.stage, USER_RECS))
     return _publish_staged(spark, cfg, paths, model_dir, summary)
 
 
@@ -282,12 +325,12 @@ def _publish_staged(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir
         for name in (*needed, QUARANTINE):
             if fs.exists(spark, table_path(layout.stage, name)):
                 fs.rename(spark, table_path(layout.stage, name), table_path(staging, name))
-        prepared = io.load_prepared(spark, paths.prepared)
-        model = FactorModel.load(spark, model_dir or paths.model)
+        prepared, model = scoring_inputs(spark, paths, model_dir)
+        rules = load_rules(spark, cfg, prepared)
         with timed("audit", summary.timings):
-            results = audit_run(spark, cfg, staging, prepared, model)
+            results = audit_run(spark, cfg, staging, prepared, model, rules)
         summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
-        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model)
+        manifest = base_manifest(cfg, layout, run_id, prepared.stats, model, rules, results)
         manifest.update(row_counts=summary.counts, audit=results, metrics=None, timings=summary.timings,
                         model_dir=model_dir or paths.model)
         with timed("publish", summary.timings):

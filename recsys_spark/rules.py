@@ -12,7 +12,7 @@ indexes so that scoring can apply them exactly:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -31,6 +31,10 @@ SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
 
 
+class RulesError(ValueError):
+    """A rule table cannot be applied as given."""
+
+
 @dataclass
 class Rules:
     """Rule tables in index space (every field optional)."""
@@ -39,6 +43,7 @@ class Rules:
     include_items: Optional[DataFrame] = None  # item_index
     fallback_users: Optional[DataFrame] = None  # user_index, user_id: users to serve, with or without factors
     item_popularity: Optional[DataFrame] = None  # item_index, item_id, popularity: the fallback ranking
+    summary: dict = field(default_factory=dict)  # per rule table: rows given, rows matching the catalog
 
 
 def build_rules(
@@ -51,14 +56,25 @@ def build_rules(
     """Rules in index space from id-keyed tables (as io read them) and the prepared data.
 
     exclude_items / include_items: column item_id; exclude_user_items: columns user_id, item_id.
-    Ids absent from the prepared data are ignored (they cannot be recommended anyway).
+    Ids absent from the prepared data are ignored (they cannot be recommended anyway) and counted
+    in `summary`; an include list that matches no item of the catalog is an error (every list
+    would be empty).
     """
     rules = Rules(
-        exclude_items=None if exclude_items is None else item_indexes(exclude_items, prepared.item_ids),
+        exclude_items=None if exclude_items is None else item_indexes(exclude_items, prepared.item_ids).persist(),
         exclude_user_items=None if exclude_user_items is None else
-        user_item_indexes(exclude_user_items, prepared.user_ids, prepared.item_ids),
-        include_items=None if include_items is None else item_indexes(include_items, prepared.item_ids),
+        user_item_indexes(exclude_user_items, prepared.user_ids, prepared.item_ids).persist(),
+        include_items=None if include_items is None else item_indexes(include_items, prepared.item_ids).persist(),
     )
+    for name, given in (("exclude_items", exclude_items), ("exclude_user_items", exclude_user_items),
+                        ("include_items", include_items)):
+        if given is not None:
+            rules.summary[name] = {"rows": given.count(), "matched": getattr(rules, name).count()}
+            log.info("rules: %s has %d rows, %d distinct of them match the catalog", name,
+                     rules.summary[name]["rows"], rules.summary[name]["matched"])
+    if include_items is not None and rules.summary["include_items"]["matched"] == 0:
+        raise RulesError("rules.include_items_path matches none of the catalog's item ids, so no item could be "
+                         "recommended; check that the table holds the same ids as the input's item column")
     if cfg.fallback:
         rules.fallback_users = prepared.user_ids.select(USER_INDEX, USER_ID)
         rules.item_popularity = (item_popularity(prepared).join(prepared.item_ids, ITEM_INDEX)
@@ -97,6 +113,42 @@ def candidate_mask(rules: Rules, n_items: int) -> np.ndarray:
     return mask
 
 
+def item_pools(rules: Rules, item_ids: DataFrame, model_items: DataFrame) -> DataFrame:
+    """item_index, model_pool, fallback_pool (booleans) for every item of the catalog.
+
+    model_pool: items a user with factors may get (allowed, and with factors or a fallback
+    popularity); fallback_pool: items a user without factors may get (allowed, with popularity).
+    model_items: item_index of the items with factors. This restates the rules for the audit.
+    """
+    items = item_ids.select(ITEM_INDEX).distinct()
+    allowed = F.lit(True)
+    if rules.include_items is not None:
+        items = items.join(rules.include_items.distinct().withColumn("_included", F.lit(True)), ITEM_INDEX, "left")
+        allowed = allowed & F.col("_included").isNotNull()
+    if rules.exclude_items is not None:
+        items = items.join(rules.exclude_items.distinct().withColumn("_excluded", F.lit(True)), ITEM_INDEX, "left")
+        allowed = allowed & F.col("_excluded").isNull()
+    items = items.join(model_items.select(ITEM_INDEX).distinct().withColumn("_factors", F.lit(True)), ITEM_INDEX, "left")
+    popular = F.lit(False)
+    if rules.item_popularity is not None:
+        items = items.join(rules.item_popularity.filter(~F.isnan(POPULARITY)).select(ITEM_INDEX)
+                           .withColumn("_popular", F.lit(True)), ITEM_INDEX, "left")
+        popular = F.col("_popular").isNotNull()
+    return items.select(ITEM_INDEX, (allowed & (F.col("_factors").isNotNull() | popular)).alias("model_pool"),
+                        (allowed & popular).alias("fallback_pool"))
+
+
+def served_users(rules: Rules, model_users: DataFrame) -> DataFrame:
+    """user_index, user_id, has_factors of every user who gets a list (with the fallback: every user)."""
+    with_factors = model_users.select(USER_INDEX, USER_ID, F.lit(True).alias("has_factors"))
+    if rules.fallback_users is None:
+        return with_factors
+    without = (rules.fallback_users.select(USER_INDEX, USER_ID).join(with_factors.select(USER_INDEX), USER_INDEX,
+                                                                        "left_anti")
+               .withColumn("has_factors", F.lit(False)))
+    return with_factors.unionByName(without)
+
+
 def popularity_ranking(popularity: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Candidate item indexes by popularity desc, ties by lower index; items without popularity (NaN) left out."""
     items = np.flatnonzero(candidates & ~np.isnan(popularity))
@@ -111,5 +163,5 @@ def _collect_indexes(df: DataFrame, n_items: int) -> np.ndarray:
 def _require(df: DataFrame, columns: tuple) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"rule table needs column(s) {', '.join(missing)}; it has {', '.join(df.columns)}: "
+        raise RulesError(f"rule table needs column(s) {', '.join(missing)}; it has {', '.join(df.columns)}: "
                          f"rename the columns or point the rules.* path at the right table")

@@ -66,8 +66,3 @@ def test_local_yaml_is_generated_from_the_current_defaults():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_local_conf.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
-
-def test_rule_tables_are_refused_until_the_pipeline_applies_them(capsys):
-    assert main(["run", "--input", "x", "--set", "rules.exclude_items_path=/tmp/x.csv"]) == 2
-    assert "rules.exclude_items_path is set" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def test_tables_have_the_documented_schemas(nightly):
     out = nightly[0]
     recs = pq.read_table(out / "user_recs" / "run_date=2026-01-01")
     similar = pq.read_table(out / "item_similar" / "run_date=2026-01-01")
-    assert recs.schema.names == ["user_id", "rank", "item_id", "score", "model"]
+    assert recs.schema.names == ["user_id", "rank", "item_id", "score", "source", "model"]
     assert similar.schema.names == ["item_id", "rank", "similar_item_id", "score", "model"]
     assert str(recs.schema.field("user_id").type) == "string"
     assert set(recs.column("model").to_pylist()) == {"wals"}

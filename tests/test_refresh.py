@@ -1,6 +1,8 @@
 """`recsys-spark score --model DIR --input PATH`: a saved model scores new input, new users folded in."""
 
+import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from recsys_spark.cli import main
 from recsys_spark.sample_data import generate_interactions
@@ -11,7 +13,10 @@ def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
     new_users = sorted(interactions.user_id.unique())[:15]
     old = interactions[~interactions.user_id.isin(new_users)]
     (tmp_path / "old.csv").write_text(old.to_csv(index=False))
-    (tmp_path / "all.csv").write_text(interactions.to_csv(index=False))
+    # A user the model cannot fold in: every item they touched is new too. The fallback serves them.
+    cold = pd.DataFrame({"user_id": "cold-user", "item_id": ["new-item-1", "new-item-2"], "weight": 1.0,
+                         "ts": interactions.ts.max()})
+    (tmp_path / "all.csv").write_text(pd.concat([interactions, cold]).to_csv(index=False))
     out = tmp_path / "warehouse"
     fast = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--quiet"]
     assert main(["run", "--input", str(tmp_path / "old.csv"), "--output", str(out), "--run-date", "2026-03-01",
@@ -23,7 +28,17 @@ def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
     recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
     seen = interactions.groupby("user_id")["item_id"].agg(set)
     n_items = old.item_id.nunique()
-    assert set(recs.user_id) == set(interactions.user_id)
+    assert set(recs.user_id) == set(interactions.user_id) | {"cold-user"}
+    # the fallback ranks the model's items by users per item in the new input
+    popular = interactions[interactions.item_id.isin(old.item_id)].groupby("item_id").user_id.nunique()
+    popular = popular.loc[sorted(popular.index)].sort_values(ascending=False, kind="stable")
+    cold_recs = recs[recs.user_id == "cold-user"].sort_values("rank")
+    assert cold_recs.item_id.tolist() == popular.index[:10].tolist()
+    assert (cold_recs.source == "fallback").all()
+    n_users = interactions.user_id.nunique() + 1
+    assert cold_recs.score.tolist() == pytest.approx((popular.iloc[:10] / n_users).tolist(), abs=1e-6)
+    recs = recs[recs.user_id != "cold-user"]
+    assert (recs.source == "model").all()
     counts = recs.groupby("user_id").size()
     for user in new_users:
         known_seen = len(seen[user] & set(old.item_id))
@@ -37,3 +52,28 @@ def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
 def test_score_input_without_model_is_a_clear_error(spark, tmp_path, capsys):
     assert main(["score", "--input", str(tmp_path / "x.csv"), "--output", str(tmp_path), "--quiet"]) == 1
     assert "score --input needs --model" in capsys.readouterr().err
+
+
+def test_score_with_an_earlier_model_maps_the_dates_prepared_data_to_its_index_space(spark, tmp_path):
+    # The earlier model knows fewer users, so the date's prepared indexes differ from the model's:
+    # without the mapping, seen items would be masked for the wrong users.
+    interactions = generate_interactions(n_users=200, n_items=80, n_interactions=5000, seed=10)
+    users = sorted(interactions.user_id.unique())
+    old = interactions[~interactions.user_id.isin(users[::7])]
+    (tmp_path / "old.csv").write_text(old.to_csv(index=False))
+    (tmp_path / "all.csv").write_text(interactions.to_csv(index=False))
+    out = tmp_path / "warehouse"
+    fast = ["--set", "model.rank=8", "--set", "model.wals.iterations=4", "--set", "similar.enabled=false", "--quiet"]
+    assert main(["run", "--input", str(tmp_path / "old.csv"), "--output", str(out), "--run-date", "2026-03-01",
+                 *fast]) == 0
+    assert main(["prepare", "--input", str(tmp_path / "all.csv"), "--output", str(out), "--run-date", "2026-03-02",
+                 *fast]) == 0
+    model_dir = out / "_runs" / "2026-03-01" / "current" / "model"
+    assert main(["score", "--model", str(model_dir), "--output", str(out), "--run-date", "2026-03-02", *fast]) == 0
+    recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
+    seen = interactions.groupby("user_id")["item_id"].agg(set)
+    assert set(recs.user_id) == set(users)
+    assert not any(item in seen[user] for user, item in zip(recs.user_id, recs.item_id))
+    n_items = old.item_id.nunique()
+    counts = recs.groupby("user_id").size()
+    assert all(counts[u] == min(10, n_items - len(seen[u] & set(old.item_id))) for u in users)
