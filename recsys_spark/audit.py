@@ -116,16 +116,25 @@ def audit_recs(recs: DataFrame, expected: DataFrame, seen: DataFrame, *, exclude
     return result
 
 
-def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int) -> dict:
+def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int, neighbours: DataFrame | None = None) -> dict:
     """Violation counts (and `_total_rows`, `_expected_keys`) of item_similar.
 
-    similar: item_id, rank, similar_item_id, score. item_ids: item_id of every item of the catalog.
+    similar: item_id, rank, similar_item_id, score. item_ids: item_id of every item with factors.
+    neighbours: item_id of the items the rules allow as neighbours (None: every item).
     """
-    n_items = item_ids.count()
-    expected = item_ids.select(ITEM_ID, F.lit(min(top_k, max(n_items - 1, 0))).alias(EXPECTED))
+    pool = item_ids if neighbours is None else neighbours
+    n_pool = pool.count()
+    is_pool = pool.select(ITEM_ID, F.lit(1).alias("_in_pool"))
+    expected = (item_ids.join(is_pool, ITEM_ID, "left")
+                .select(ITEM_ID, F.greatest(F.least(F.lit(top_k), F.lit(n_pool) - F.coalesce("_in_pool", F.lit(0))),
+                                            F.lit(0)).alias(EXPECTED)))
     checks = {"self_pair": F.col(ITEM_ID) == F.col(SIMILAR_ITEM_ID),
               "cosine_out_of_range": (F.col(SCORE) < -1.0) | (F.col(SCORE) > 1.0)}
-    return _audit_topn(similar, ITEM_ID, SIMILAR_ITEM_ID, expected, checks)
+    result = _audit_topn(similar, ITEM_ID, SIMILAR_ITEM_ID, expected, checks)
+    if neighbours is not None:
+        result["item_not_allowed"] = similar.join(neighbours.withColumnRenamed(ITEM_ID, SIMILAR_ITEM_ID),
+                                                  SIMILAR_ITEM_ID, "left_anti").count()
+    return result
 
 
 def violations(results: dict) -> dict:

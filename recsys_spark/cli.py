@@ -130,6 +130,7 @@ def exit_code(exc: Exception) -> int | None:
     from recsys_spark.models.driver_data import DriverMemoryError
     from recsys_spark.prepare import PrepareError
     from recsys_spark.quarantine import AccountingError
+    from recsys_spark.kernels.confidence import ConfidenceError
     from recsys_spark.rules import RulesError
     from recsys_spark.split import SplitError
 
@@ -139,7 +140,7 @@ def exit_code(exc: Exception) -> int | None:
         ((QualityGateError,), 4),
         ((LockedError,), 5),
         ((InputError, PrepareError, FileNotFoundError, SplitError, EvaluationError, FoldInError,
-          ItemFeaturesError, DriverMemoryError, RulesError), 1),
+          ItemFeaturesError, DriverMemoryError, RulesError, ConfidenceError), 1),
     ]
     for classes, code in codes:
         if isinstance(exc, classes):

@@ -60,7 +60,8 @@ def fold_in(model: FactorModel, interactions: DataFrame, params: dict | None = N
     pairs = F.sort_array(F.collect_list(F.struct(ITEM_INDEX, WEIGHT)))
     users = (rows.groupBy(USER_ID).agg(pairs.alias("_pairs"))
              .select(USER_ID, F.col("_pairs")[ITEM_INDEX].alias(_ITEMS), F.col("_pairs")[WEIGHT].alias(_WEIGHTS)))
-    offset = (model.user_factors.agg(F.max(USER_INDEX)).first()[0] or -1) + 1
+    largest = model.user_factors.agg(F.max(USER_INDEX)).first()[0]
+    offset = 0 if largest is None else largest + 1
     user_map, n_new = dense_index(users.select(USER_ID), USER_ID, USER_INDEX)
     indexed = (user_map.select((F.col(USER_INDEX) + F.lit(offset)).cast("int").alias(USER_INDEX), USER_ID)
                .join(users, USER_ID))

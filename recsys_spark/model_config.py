@@ -129,7 +129,7 @@ class ContentConfig:
 
 @dataclass
 class TrainConfig:
-    driver_max_bytes: int = 4 << 30  # budget for interactions collected by driver-side trainers
+    driver_max_bytes: int = 8 << 30  # driver memory a driver-side trainer may plan to use (WALS: ~770 B/interaction)
 
 
 @dataclass

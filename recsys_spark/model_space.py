@@ -12,7 +12,7 @@ import logging
 from pyspark.sql import functions as F
 
 from recsys_spark.factor_model import FactorModel
-from recsys_spark.foldin import add_new_users
+from recsys_spark.foldin import FoldInError, add_new_users
 from recsys_spark.prepare import PreparedData, dense_index
 from recsys_spark.schema import ITEM_ID, ITEM_INDEX, TS, USER_ID, USER_INDEX, WEIGHT
 
@@ -24,9 +24,14 @@ def in_model_space(prepared: PreparedData, model: FactorModel) -> tuple[Prepared
     user_type = model.user_factors.schema[USER_ID].dataType
     item_type = model.item_factors.schema[ITEM_ID].dataType
     with_ids = (prepared.interactions.join(prepared.user_ids, USER_INDEX).join(prepared.item_ids, ITEM_INDEX)
-                .select(F.col(USER_ID).cast(user_type).alias(USER_ID), F.col(ITEM_ID).cast(item_type).alias(ITEM_ID),
-                        WEIGHT, TS)
-                .persist())
+                .select(F.col(USER_ID).try_cast(user_type).alias(USER_ID),
+                        F.col(ITEM_ID).try_cast(item_type).alias(ITEM_ID), WEIGHT, TS))
+    unmappable = with_ids.filter(F.col(USER_ID).isNull() | F.col(ITEM_ID).isNull()).limit(1).collect()
+    if unmappable:
+        raise FoldInError(f"the prepared ids cannot take the model's id types ({user_type.simpleString()} users, "
+                          f"{item_type.simpleString()} items): the input's ids are not of the kind the model was "
+                          "trained on; set input.id_type to match, or retrain")
+    with_ids = with_ids.persist()
     known_users = model.user_factors.select(USER_ID)
     unknown = with_ids.select(USER_ID).distinct().join(known_users, USER_ID, "left_anti").persist()
     new_users = unknown.count()
@@ -39,7 +44,8 @@ def in_model_space(prepared: PreparedData, model: FactorModel) -> tuple[Prepared
     user_map = model.user_factors.select(USER_INDEX, USER_ID)
     cold, n_cold = dense_index(unknown.join(user_map, USER_ID, "left_anti"), USER_ID, USER_INDEX)
     if n_cold:
-        offset = (user_map.agg(F.max(USER_INDEX)).first()[0] or -1) + 1
+        largest = user_map.agg(F.max(USER_INDEX)).first()[0]
+        offset = 0 if largest is None else largest + 1
         user_map = user_map.unionByName(cold.select((F.col(USER_INDEX) + F.lit(offset)).cast("int").alias(USER_INDEX),
                                                     USER_ID))
     user_map = user_map.persist()

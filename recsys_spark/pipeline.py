@@ -143,8 +143,9 @@ def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: R
     fail_first_attempt(recs).write.mode("overwrite").parquet(path)
 
 
-def write_similar(cfg: Config, model: FactorModel, path: str) -> None:
-    item_similar_table(similar_items(model, cfg.similar, cfg.score), model.kind).write.mode("overwrite").parquet(path)
+def write_similar(cfg: Config, model: FactorModel, rules: Rules, path: str) -> None:
+    similar = similar_items(model, cfg.similar, cfg.score, rules=rules)
+    item_similar_table(similar, model.kind).write.mode("overwrite").parquet(path)
 
 
 def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel,
@@ -156,8 +157,13 @@ def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: Prepared
         results[USER_RECS] = audit_user_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), cfg, prepared,
                                              model, rules)
     if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
+        neighbours = None
+        if rules.include_items is not None or rules.exclude_items is not None:
+            neighbours = (item_pools(rules, prepared.item_ids, model.item_factors).filter("allowed")
+                          .join(model.item_factors.select(ITEM_INDEX, ITEM_ID), ITEM_INDEX).select(ITEM_ID))
         results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
-                                                    model.item_factors.select(ITEM_ID), cfg.similar.top_k)
+                                                    model.item_factors.select(ITEM_ID), cfg.similar.top_k,
+                                                    neighbours)
     audit.require_clean(results)
     return results
 
@@ -240,7 +246,7 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
             write_recs(cfg, model, prepared, rules, table_path(staging, USER_RECS))
         if cfg.similar.enabled:
             with timed("similar", summary.timings):
-                write_similar(cfg, model, table_path(staging, ITEM_SIMILAR))
+                write_similar(cfg, model, rules, table_path(staging, ITEM_SIMILAR))
         with timed("evaluate", summary.timings):
             metrics = evaluate_run(prepared, cfg, run_id)
         with timed("audit", summary.timings):
@@ -306,7 +312,8 @@ def stage_similar(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: 
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
     with timed("similar", summary.timings):
-        write_similar(cfg, FactorModel.load(spark, model_dir or paths.model), table_path(paths.layout.stage, ITEM_SIMILAR))
+        prepared, model = scoring_inputs(spark, paths, model_dir)
+        write_similar(cfg, model, load_rules(spark, cfg, prepared), table_path(paths.layout.stage, ITEM_SIMILAR))
     return _publish_staged(spark, cfg, paths, model_dir, summary)
 
 
@@ -320,13 +327,14 @@ def _publish_staged(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir
                  " and ".join(missing))
         return summary
     with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+        # Everything that can fail on input comes before the staged tables move.
+        prepared, model = scoring_inputs(spark, paths, model_dir)
+        rules = load_rules(spark, cfg, prepared)
         staging = layout.staging(run_id)
         fs.mkdirs(spark, staging)
         for name in (*needed, QUARANTINE):
             if fs.exists(spark, table_path(layout.stage, name)):
                 fs.rename(spark, table_path(layout.stage, name), table_path(staging, name))
-        prepared, model = scoring_inputs(spark, paths, model_dir)
-        rules = load_rules(spark, cfg, prepared)
         with timed("audit", summary.timings):
             results = audit_run(spark, cfg, staging, prepared, model, rules)
         summary.counts.update({t: r["_total_rows"] for t, r in results.items()})

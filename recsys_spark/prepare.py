@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -26,6 +27,7 @@ REJECT_REASONS = (
     "non_finite_weight", "negative_weight", "unparseable_ts",
 )
 _CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
+MAX_WEIGHT = float(np.finfo(np.float32).max)  # trainers and scores are float32
 
 
 class PrepareError(ValueError):
@@ -62,8 +64,13 @@ def prepare(raw: DataFrame, cfg: PrepareConfig, id_type: str = "auto") -> Prepar
     if filtering:
         aggregated = aggregated.persist()
     filtered = filter_min_interactions(aggregated, cfg.min_user_interactions, cfg.min_item_interactions).persist()
-    n_pairs = filtered.count()
+    summary = filtered.agg(F.count(F.lit(1)).alias("n"), F.max(WEIGHT).alias("max_weight")).first()
+    n_pairs = summary["n"]
     n_aggregated = aggregated.count() if filtering else n_pairs
+    if summary["max_weight"] is not None and not summary["max_weight"] <= MAX_WEIGHT:
+        raise PrepareError(f"a (user, item) weight summed over its duplicate rows is {summary['max_weight']}, "
+                           f"beyond the float32 range ({MAX_WEIGHT:.3g}) the trainers compute in; "
+                           "rescale the weight column (e.g. log or cap it) before the run")
     if n_pairs == 0:
         raise PrepareError(f"no valid interactions left to train on: {rows_read} rows read, "
                            f"{sum(rejected.values())} rejected ({_nonzero(rejected)}), {valid_rows} valid before filtering")

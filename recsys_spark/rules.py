@@ -72,9 +72,17 @@ def build_rules(
             rules.summary[name] = {"rows": given.count(), "matched": getattr(rules, name).count()}
             log.info("rules: %s has %d rows, %d distinct of them match the catalog", name,
                      rules.summary[name]["rows"], rules.summary[name]["matched"])
-    if include_items is not None and rules.summary["include_items"]["matched"] == 0:
-        raise RulesError("rules.include_items_path matches none of the catalog's item ids, so no item could be "
-                         "recommended; check that the table holds the same ids as the input's item column")
+            if rules.summary[name]["rows"] and not rules.summary[name]["matched"]:
+                log.warning("rules: none of the %d rows of %s match the catalog's ids; check that it holds the "
+                            "same ids as the input (it is applied, but filters nothing)", rules.summary[name]["rows"], name)
+    if include_items is not None:
+        allowed = rules.include_items
+        if rules.exclude_items is not None:
+            allowed = allowed.join(rules.exclude_items, ITEM_INDEX, "left_anti")
+        if rules.summary["include_items"]["matched"] == 0 or allowed.limit(1).count() == 0:
+            raise RulesError("no item may be recommended: rules.include_items_path matches none of the catalog's "
+                             "item ids, or every match is excluded; check that the table holds the same ids as the "
+                             "input's item column")
     if cfg.fallback:
         rules.fallback_users = prepared.user_ids.select(USER_INDEX, USER_ID)
         rules.item_popularity = (item_popularity(prepared).join(prepared.item_ids, ITEM_INDEX)
@@ -85,15 +93,15 @@ def build_rules(
 def item_indexes(items: DataFrame, item_ids: DataFrame) -> DataFrame:
     """Distinct item_index of the item_id values in `items` (ids cast to the catalog's id type)."""
     _require(items, (ITEM_ID,))
-    typed = items.select(F.col(ITEM_ID).cast(item_ids.schema[ITEM_ID].dataType).alias(ITEM_ID)).distinct()
+    typed = items.select(F.col(ITEM_ID).try_cast(item_ids.schema[ITEM_ID].dataType).alias(ITEM_ID)).distinct()
     return typed.join(item_ids, ITEM_ID).select(ITEM_INDEX)
 
 
 def user_item_indexes(pairs: DataFrame, user_ids: DataFrame, item_ids: DataFrame) -> DataFrame:
     """Distinct (user_index, item_index) of the (user_id, item_id) pairs in `pairs`."""
     _require(pairs, (USER_ID, ITEM_ID))
-    typed = pairs.select(F.col(USER_ID).cast(user_ids.schema[USER_ID].dataType).alias(USER_ID),
-                         F.col(ITEM_ID).cast(item_ids.schema[ITEM_ID].dataType).alias(ITEM_ID)).distinct()
+    typed = pairs.select(F.col(USER_ID).try_cast(user_ids.schema[USER_ID].dataType).alias(USER_ID),
+                         F.col(ITEM_ID).try_cast(item_ids.schema[ITEM_ID].dataType).alias(ITEM_ID)).distinct()
     return typed.join(user_ids, USER_ID).join(item_ids, ITEM_ID).select(USER_INDEX, ITEM_INDEX)
 
 
@@ -114,7 +122,7 @@ def candidate_mask(rules: Rules, n_items: int) -> np.ndarray:
 
 
 def item_pools(rules: Rules, item_ids: DataFrame, model_items: DataFrame) -> DataFrame:
-    """item_index, model_pool, fallback_pool (booleans) for every item of the catalog.
+    """item_index, model_pool, fallback_pool, allowed (booleans) for every item of the catalog.
 
     model_pool: items a user with factors may get (allowed, and with factors or a fallback
     popularity); fallback_pool: items a user without factors may get (allowed, with popularity).
@@ -135,7 +143,7 @@ def item_pools(rules: Rules, item_ids: DataFrame, model_items: DataFrame) -> Dat
                            .withColumn("_popular", F.lit(True)), ITEM_INDEX, "left")
         popular = F.col("_popular").isNotNull()
     return items.select(ITEM_INDEX, (allowed & (F.col("_factors").isNotNull() | popular)).alias("model_pool"),
-                        (allowed & popular).alias("fallback_pool"))
+                        (allowed & popular).alias("fallback_pool"), allowed.alias("allowed"))
 
 
 def served_users(rules: Rules, model_users: DataFrame) -> DataFrame:

@@ -1,8 +1,12 @@
-"""Item similarity: exact cosine top-K over all items with the same blockwise engine as scoring."""
+"""Item similarity: exact cosine top-K over all items with the same blockwise engine as scoring.
+
+The global rules (exclusions, include list) restrict the neighbours, not the anchors: an excluded
+item keeps its own list but never appears in anyone's.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +18,7 @@ from recsys_spark.config import ScoreConfig, SimilarConfig
 from recsys_spark.factor_model import FactorModel
 from recsys_spark.kernels.blas import limit_blas_threads
 from recsys_spark.kernels.topk import top_n
+from recsys_spark.rules import Rules, candidate_mask
 from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID
 from recsys_spark.scoring import worker_threads
 
@@ -24,14 +29,21 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig = ScoreConfig()) -> DataFrame:
+def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig = ScoreConfig(), *,
+                  rules: Optional[Rules] = None) -> DataFrame:
     """Top-K most similar other items per item by cosine of item factors.
 
-    Returns item_id, rank (1..min(K, items - 1)), similar_item_id, score in [-1, 1].
+    rules: only items the global rules allow are neighbours (recsys_spark.rules.build_rules).
+    Returns item_id, rank (1..min(K, neighbours other than the item)), similar_item_id, score in [-1, 1].
     """
     spark = model.item_factors.sparkSession
     items = model.item_factors.select(ITEM_INDEX, ITEM_ID).toPandas().sort_values(ITEM_INDEX)
     unit = normalize_rows(model.item_factor_matrix())
+    has_factors = np.zeros(unit.shape[0], dtype=bool)
+    has_factors[items[ITEM_INDEX].to_numpy()] = True
+    neighbours = np.flatnonzero(candidate_mask(rules or Rules(), unit.shape[0]) & has_factors)
+    position = np.full(unit.shape[0], -1, dtype=np.int64)
+    position[neighbours] = np.arange(len(neighbours))
     id_type = model.item_factors.schema[ITEM_ID].dataType
     schema = T.StructType([
         T.StructField(ITEM_ID, id_type, False),
@@ -42,23 +54,25 @@ def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig
     arrow_schema = to_arrow_schema(schema)
     ids = np.empty(unit.shape[0], dtype=object)
     ids[items[ITEM_INDEX].to_numpy()] = items[ITEM_ID].to_numpy()
-    broadcast = spark.sparkContext.broadcast((unit, pa.array(ids, type=arrow_schema.field(ITEM_ID).type)))
+    broadcast = spark.sparkContext.broadcast((unit, np.ascontiguousarray(unit[neighbours]), neighbours, position,
+                                              pa.array(ids, type=arrow_schema.field(ITEM_ID).type)))
     top, batch_size, block_items = cfg.top_k, score_cfg.batch_users, score_cfg.block_items
 
     def similar_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         limit_blas_threads(worker_threads())
-        vectors, item_ids = broadcast.value
+        vectors, candidates, neighbour_items, position, item_ids = broadcast.value
         for batch in batches:
             index = batch.column(ITEM_INDEX).to_numpy().astype(np.int64)
             for start in range(0, len(index), batch_size):
                 chunk = index[start:start + batch_size]
-                self_pairs = np.arange(len(chunk) + 1, dtype=np.int64)
-                idx, scores = top_n(vectors[chunk], vectors, top, self_pairs, chunk, block_items)
+                own = position[chunk]  # the item itself, when it is a neighbour candidate
+                self_indptr = np.r_[0, np.cumsum(own >= 0)].astype(np.int64)
+                idx, scores = top_n(vectors[chunk], candidates, top, self_indptr, own[own >= 0], block_items)
                 rows, cols = np.nonzero(idx >= 0)
                 yield pa.RecordBatch.from_arrays([
                     item_ids.take(pa.array(chunk[rows])),
                     pa.array((cols + 1).astype(np.int32)),
-                    item_ids.take(pa.array(idx[rows, cols])),
+                    item_ids.take(pa.array(neighbour_items[idx[rows, cols]])),
                     pa.array(np.clip(scores[rows, cols], -1.0, 1.0).astype(np.float32)),
                 ], schema=arrow_schema)
 

@@ -1,5 +1,3 @@
-import math
-
 import pytest
 
 from recsys_spark.config import PrepareConfig
@@ -74,7 +72,15 @@ def test_all_invalid_input_is_a_clear_error(spark):
         prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
 
 
-def test_weights_are_finite_after_prepare(spark):
-    rows = [("u1", "a", "1e308", "1"), ("u1", "a", "1e308", "1")]
+@pytest.mark.parametrize("weights", [("1e308", "1e308"), ("3e38", "1e38"), ("1e39",)])
+def test_a_summed_weight_beyond_float32_is_a_clear_error(spark, weights):
+    # Each row is valid on its own; the sum over duplicates (or the value itself) overflows float32.
+    rows = [("u1", "a", w, "1") for w in weights] + [("u2", "b", "1", "1")]
+    with pytest.raises(PrepareError, match="beyond the float32 range"):
+        prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+
+
+def test_the_largest_float32_weight_is_kept(spark):
+    rows = [("u1", "a", "1.7e38", "1"), ("u1", "a", "1.7e38", "1")]
     prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
-    assert all(math.isfinite(r.weight) or r.weight == float("inf") for r in prepared.interactions.collect())
+    assert [r.weight for r in prepared.interactions.collect()] == [pytest.approx(3.4e38)]

@@ -252,3 +252,13 @@ def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_dat
     reader.join()
     assert problems == []
     assert seen <= expected and seen
+
+
+def test_audit_of_item_similar_with_allowed_neighbours(spark):
+    items = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
+    neighbours = spark.createDataFrame([("a",), ("b",)], "item_id string")  # c is excluded
+    good = [("a", 1, "b", 0.5), ("b", 1, "a", 0.5), ("c", 1, "b", 0.1), ("c", 2, "a", -0.2)]
+    require_clean({"item_similar": audit_similar(spark.createDataFrame(good, SIMILAR), items, 5, neighbours)})
+    bad = [("a", 1, "c", 0.5), ("b", 1, "a", 0.5), ("c", 1, "b", 0.1)]
+    result = audit_similar(spark.createDataFrame(bad, SIMILAR), items, 5, neighbours)
+    assert (result["item_not_allowed"], result["wrong_row_count"]) == (1, 1)

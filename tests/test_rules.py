@@ -6,7 +6,7 @@ import pytest
 from recsys_spark.config import RulesConfig, ScoreConfig
 from recsys_spark.factor_model import FactorModel
 from recsys_spark.prepare import PreparedData
-from recsys_spark.rules import build_rules
+from recsys_spark.rules import RulesError, build_rules
 from recsys_spark.scoring import recommend
 
 N_USERS, N_ITEMS, RANK, TOP = 12, 15, 4, 6
@@ -102,3 +102,44 @@ def test_rule_table_without_item_id_is_rejected(spark, world):
     _, prepared, _, _, _ = world
     with pytest.raises(ValueError, match="needs column"):
         build_rules(prepared, RulesConfig(), exclude_items=spark.createDataFrame([("x",)], "item string"))
+
+
+def test_similar_items_take_neighbours_only_among_allowed_items(spark, world):
+    from recsys_spark.config import SimilarConfig
+    from recsys_spark.similarity import similar_items
+
+    model, prepared, _, items, _ = world
+    exclude_items, include = {3, 5}, set(range(N_ITEMS)) - {0, 1}
+    rules = build_rules(
+        prepared, RulesConfig(),
+        exclude_items=spark.createDataFrame([(f"i{i:02d}",) for i in exclude_items], "item_id string"),
+        include_items=spark.createDataFrame([(f"i{i:02d}",) for i in include], "item_id string"))
+    k = 4
+    similar = similar_items(model, SimilarConfig(top_k=k), ScoreConfig(batch_users=3, block_items=5), rules=rules).toPandas()
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    pool = [i for i in MODEL_ITEMS if i in include and i not in exclude_items]
+    assert set(similar.item_id) == {f"i{i:02d}" for i in MODEL_ITEMS}  # excluded anchors keep their own list
+    for anchor in MODEL_ITEMS:
+        cosine = unit.astype(np.float64) @ unit[anchor].astype(np.float64)
+        expected = sorted((i for i in pool if i != anchor), key=lambda i: (-cosine[i], i))[:k]
+        got = similar[similar.item_id == f"i{anchor:02d}"].sort_values("rank")
+        assert got.similar_item_id.tolist() == [f"i{i:02d}" for i in expected], anchor
+        np.testing.assert_allclose(got.score, cosine[expected], atol=1e-5)
+
+
+def test_rule_ids_read_as_text_match_integer_catalog_ids_and_unreadable_ones_are_ignored(spark):
+    item_ids = spark.createDataFrame([(i, 10 + i) for i in range(5)], "item_index int, item_id long")
+    user_ids = spark.createDataFrame([(0, 7)], "user_index int, user_id long")
+    frame = spark.createDataFrame([(0, i, 1.0, 0) for i in range(5)], "user_index int, item_index int, weight double, ts long")
+    prepared = PreparedData(frame, user_ids, item_ids, 1, 5)
+    text = "item_id string"
+    rules = build_rules(prepared, RulesConfig(fallback=False),
+                        exclude_items=spark.createDataFrame([("12",), ("N/A",), ("12.5",), ("99",)], text),
+                        exclude_user_items=spark.createDataFrame([("7", "13"), ("x", "13")], "user_id string, item_id string"),
+                        include_items=spark.createDataFrame([("11",), ("12",), ("13",), ("14",)], text))
+    assert [r.item_index for r in rules.exclude_items.collect()] == [2]
+    assert [tuple(r) for r in rules.exclude_user_items.collect()] == [(0, 3)]
+    assert rules.summary["exclude_items"] == {"rows": 4, "matched": 1}
+    with pytest.raises(RulesError, match="no item may be recommended"):
+        build_rules(prepared, RulesConfig(), exclude_items=spark.createDataFrame([("12",)], text),
+                    include_items=spark.createDataFrame([("12",)], text))

@@ -10,7 +10,7 @@ import pytest
 from recsys_spark.cli import main
 from recsys_spark.sample_data import generate_interactions
 
-FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false", "--quiet"]
+FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--quiet"]
 TOP = 10
 
 
@@ -58,6 +58,16 @@ def test_every_rule_is_applied_and_lists_are_the_exact_top_n(ruled_run):
     assert (recs.source == "model").all()  # every user and item has factors: nothing to fall back on
 
 
+def test_item_similar_never_names_an_item_the_rules_forbid(ruled_run):
+    _, out, interactions, excluded, included, _ = ruled_run
+    similar = pq.read_table(out / "item_similar" / "run_date=2026-07-01").to_pandas()
+    allowed = included - excluded
+    assert set(similar.similar_item_id) <= allowed
+    counts = similar.groupby("item_id").size()
+    for item in interactions.item_id.unique():
+        assert counts.get(item, 0) == min(10, len(allowed - {item})), item
+
+
 def test_manifest_counts_the_rule_tables(ruled_run):
     _, out, _, excluded, included, pairs = ruled_run
     manifest = json.loads((out / "_runs" / "2026-07-01" / "current" / "manifest.json").read_text())
@@ -67,6 +77,7 @@ def test_manifest_counts_the_rule_tables(ruled_run):
     assert rules["exclude_user_items"] == {"rows": len(pairs), "matched": len(pairs)}
     assert rules["fallback_rows"] == 0
     assert manifest["audit"]["user_recs"]["item_not_allowed"] == 0
+    assert manifest["audit"]["item_similar"]["item_not_allowed"] == 0
 
 
 def test_a_missing_rule_table_fails_the_run_and_publishes_nothing(ruled_run, capsys):

@@ -141,3 +141,32 @@ def test_train_builds_a_factor_model_with_history(spark):
     assert len(model.metadata["foldin"]["bm25_idf"]) == prepared.n_items
     assert model.user_factors.count() == prepared.n_users
     assert model.item_factor_matrix().shape == (prepared.n_items, 5)
+
+
+def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
+    from recsys_spark.config import Config, ModelConfig, TrainConfig
+    from recsys_spark.models.driver_data import BYTES_PER_INTERACTION, DriverMemoryError
+    from recsys_spark.models.registry import train_model
+    from recsys_spark.models.wals import bytes_per_interaction
+    from recsys_spark.prepare import prepare
+
+    frame = spark.createDataFrame(generate_interactions(n_users=40, n_items=20, n_interactions=400, seed=2))
+    prepared = prepare(frame, Config().prepare)
+    n = prepared.stats["interactions"]
+    # Budget above the collected arrays (12 B each) but below what training needs at rank 8.
+    budget = n * (BYTES_PER_INTERACTION + bytes_per_interaction(8)) // 2
+    cfg = Config(model=ModelConfig(rank=8), train=TrainConfig(driver_max_bytes=budget))
+    with pytest.raises(DriverMemoryError, match="raise train.driver_max_bytes"):
+        train_model(prepared, cfg)
+    cfg.train.driver_max_bytes = n * bytes_per_interaction(8)
+    cfg.model.wals.iterations = 1
+    assert train_model(prepared, cfg).rank == 8
+
+
+def test_a_confidence_beyond_float32_is_a_clear_error():
+    from recsys_spark.kernels.confidence import ConfidenceError
+
+    users, items = np.array([0, 1]), np.array([0, 0])
+    with pytest.raises(ConfidenceError, match="overflows float32"):
+        confidence(users, items, np.array([1.0, 3e38]), "linear", alpha=2.0)
+    assert np.isfinite(confidence(users, items, np.array([1.0, 3e38]), "log", alpha=2.0)).all()

@@ -23,6 +23,10 @@ def bm25_statistics(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n
     return idf, float(user_total.mean()) if n_users else 1.0
 
 
+class ConfidenceError(ValueError):
+    """Weights too large for the trainer's float32 confidences."""
+
+
 def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str = "linear",
                alpha: float = 2.0, epsilon: float = 1.0, bm25_k1: float = 1.2, bm25_b: float = 0.75,
                item_idf: np.ndarray | None = None, mean_user_weight: float = 1.0) -> np.ndarray:
@@ -45,7 +49,11 @@ def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme
         f = w * (bm25_k1 + 1.0) / (bm25_k1 * length_norm + w) * item_idf[items]
     else:
         raise ValueError(f"confidence must be one of {', '.join(CONFIDENCE_SCHEMES)}; got {scheme!r}")
-    return (1.0 + alpha * f).astype(np.float32)
+    conf = (1.0 + alpha * f).astype(np.float32)
+    if not np.isfinite(conf).all():
+        raise ConfidenceError(f"a confidence 1 + alpha * f(weight) overflows float32 (largest weight {w.max():.3g}, "
+                              f"alpha {alpha}); rescale the weights or use model.wals.confidence=log")
+    return conf
 
 
 def row_regularization(counts: np.ndarray, n_other: int, reg: float, unobserved_weight: float,

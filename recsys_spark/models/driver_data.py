@@ -1,7 +1,8 @@
 """Bring prepared interactions to the driver for the TensorFlow trainers.
 
 This is the deliberate driver-side path: rows arrive as Arrow batches straight into numpy
-arrays (12 bytes per interaction), after a check against the driver memory budget.
+arrays (12 bytes per interaction), after a check of what the trainer will need against the
+driver memory budget (train.driver_max_bytes).
 """
 
 from __future__ import annotations
@@ -36,16 +37,20 @@ class Interactions:
         return len(self.users)
 
 
-def collect_interactions(df: DataFrame, n_users: int, n_items: int, max_bytes: int = 4 << 30) -> Interactions:
-    """Collect (user_index, item_index, weight) as numpy arrays, refusing more than `max_bytes`."""
+def collect_interactions(df: DataFrame, n_users: int, n_items: int, max_bytes: int = 8 << 30,
+                         bytes_per_interaction: int = BYTES_PER_INTERACTION) -> Interactions:
+    """Collect (user_index, item_index, weight) as numpy arrays, refusing when the trainer's
+    memory (`bytes_per_interaction` per row, the arrays included) would pass `max_bytes`."""
     rows = df.count()
-    needed = rows * BYTES_PER_INTERACTION
+    needed = rows * bytes_per_interaction
     if needed > max_bytes:
         raise DriverMemoryError(
-            f"{rows} interactions need about {needed / 2**30:.1f} GiB on the driver, over the "
-            f"{max_bytes / 2**30:.1f} GiB budget; raise train.driver_max_bytes or use model.kind=als")
+            f"{rows} interactions need about {needed / 2**30:.1f} GiB on the driver to train "
+            f"({bytes_per_interaction} bytes each), over the {max_bytes / 2**30:.1f} GiB budget; raise "
+            "train.driver_max_bytes if the driver has the memory, or use model.kind=als (distributed)")
     table = df.select(USER_INDEX, ITEM_INDEX, WEIGHT).toArrow()
-    log.info("collected %d interactions to the driver (%.1f MiB)", rows, needed / 2**20)
+    log.info("collected %d interactions to the driver (%.1f MiB of arrays; training needs about %.1f GiB)",
+             rows, rows * BYTES_PER_INTERACTION / 2**20, needed / 2**30)
     return Interactions(
         users=table.column(USER_INDEX).to_numpy().astype(np.int32, copy=False),
         items=table.column(ITEM_INDEX).to_numpy().astype(np.int32, copy=False),

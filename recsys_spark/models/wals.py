@@ -25,9 +25,16 @@ log = logging.getLogger(__name__)
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
     """Fit WALS on the prepared interactions; metadata records params, loss and seconds per iteration."""
-    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes)
+    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes,
+                                bytes_per_interaction(model_cfg.rank))
     user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed)
     return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
+
+
+def bytes_per_interaction(rank: int) -> int:
+    """Driver memory WALS needs per interaction: the nonzeros sorted both ways and the gathered
+    factor rows of the per-nonzero dot products (docs/benchmarks-scale.md measures it)."""
+    return 128 + 10 * rank
 
 
 def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
