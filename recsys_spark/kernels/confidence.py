@@ -49,11 +49,11 @@ def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme
         f = w * (bm25_k1 + 1.0) / (bm25_k1 * length_norm + w) * item_idf[items]
     else:
         raise ValueError(f"confidence must be one of {', '.join(CONFIDENCE_SCHEMES)}; got {scheme!r}")
-    conf = (1.0 + alpha * f).astype(np.float32)
-    if not np.isfinite(conf).all():
+    conf = 1.0 + alpha * f
+    if not (np.abs(conf) <= np.finfo(np.float32).max).all():
         raise ConfidenceError(f"a confidence 1 + alpha * f(weight) overflows float32 (largest weight {w.max():.3g}, "
                               f"alpha {alpha}); rescale the weights or use model.wals.confidence=log")
-    return conf
+    return conf.astype(np.float32)
 
 
 def row_regularization(counts: np.ndarray, n_other: int, reg: float, unobserved_weight: float,
