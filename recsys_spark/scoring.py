@@ -67,14 +67,19 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
     excluded = seen.select(USER_INDEX, ITEM_INDEX)
     if rules.exclude_user_items is not None:
         excluded = excluded.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX))
-    lists = excluded.groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(SEEN))
+    # Both sides hash-partitioned by user with an explicit count: the join needs no further
+    # shuffle, and adaptive execution cannot coalesce the scoring into one or two tasks (it
+    # would: the factor table is small in bytes, the work on it is not).
+    partitions = scoring_partitions(spark, cfg)
+    lists = (excluded.repartition(partitions, USER_INDEX)
+             .groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(SEEN)))
     users = model.user_factors.select(USER_INDEX, USER_ID, FACTORS)
     if rules.fallback_users is not None:
         factor_type = users.schema[FACTORS].dataType
         without = (rules.fallback_users.select(USER_INDEX, USER_ID).join(users.select(USER_INDEX), USER_INDEX, "left_anti")
                    .withColumn(FACTORS, F.lit(None).cast(factor_type)))
         users = users.unionByName(without)
-    users = users.join(lists, USER_INDEX, "left").select(USER_ID, FACTORS, SEEN)
+    users = users.repartition(partitions, USER_INDEX).join(lists, USER_INDEX, "left").select(USER_ID, FACTORS, SEEN)
     schema = T.StructType([
         T.StructField(USER_ID, model.user_factors.schema[USER_ID].dataType, False),
         T.StructField(RANK, T.IntegerType(), False),
@@ -93,6 +98,11 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
                 yield score_chunk(batch.slice(start, batch_users), items, top, block_items, arrow_schema)
 
     return users.mapInArrow(score_batches, schema)
+
+
+def scoring_partitions(spark, cfg: ScoreConfig) -> int:
+    """score.partitions, or 4 tasks per core of the cluster (local[2]: 8)."""
+    return cfg.partitions or 4 * max(1, spark.sparkContext.defaultParallelism)
 
 
 def worker_threads() -> int:

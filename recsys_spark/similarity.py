@@ -20,7 +20,7 @@ from recsys_spark.kernels.blas import limit_blas_threads
 from recsys_spark.kernels.topk import top_n
 from recsys_spark.rules import Rules, candidate_mask
 from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID
-from recsys_spark.scoring import worker_threads
+from recsys_spark.scoring import scoring_partitions, worker_threads
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -76,4 +76,5 @@ def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig
                     pa.array(np.clip(scores[rows, cols], -1.0, 1.0).astype(np.float32)),
                 ], schema=arrow_schema)
 
-    return model.item_factors.select(ITEM_INDEX).mapInArrow(similar_batches, schema)
+    anchors = model.item_factors.select(ITEM_INDEX).repartition(scoring_partitions(spark, score_cfg), ITEM_INDEX)
+    return anchors.mapInArrow(similar_batches, schema)
