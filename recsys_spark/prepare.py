@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 REJECT_REASONS = (
     "null_user_id", "null_item_id", "null_weight", "unparseable_weight",
-    "non_finite_weight", "negative_weight", "unparseable_ts",
+    "non_finite_weight", "weight_out_of_range", "negative_weight", "unparseable_ts",
 )
 _CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 MAX_WEIGHT = float(np.finfo(np.float32).max)  # trainers and scores are float32
@@ -131,6 +131,7 @@ def reject_reason(df: DataFrame):
             .when(raw_weight.isNull(), "null_weight")
             .when(weight.isNull(), "unparseable_weight")
             .when(F.isnan(weight) | (F.abs(weight) == float("inf")), "non_finite_weight")
+            .when(F.abs(weight) > MAX_WEIGHT, "weight_out_of_range")  # finite, but not as float32
             .when(weight < 0, "negative_weight")
             .when(F.col(TS).isNotNull() & F.col("_ts").isNull(), "unparseable_ts"))
 

@@ -66,22 +66,24 @@ def test_every_bad_row_is_quarantined_with_its_reason(spark, bad_run):
     quarantine = pq.read_table(run_dir / "quarantine").to_pandas()
     assert quarantine.reason.value_counts().to_dict() == {
         "malformed_line": 2, "null_user_id": 1, "null_item_id": 1, "non_finite_weight": 2,
-        "negative_weight": 1, "unparseable_weight": 1, "null_weight": 1, "unparseable_ts": 1}
+        "weight_out_of_range": 1, "negative_weight": 1, "unparseable_weight": 1, "null_weight": 1,
+        "unparseable_ts": 1}
     assert set(quarantine.loc[quarantine.reason == "malformed_line", "record"]) == {"u3,é6,1,100,extra", "u3"}
     manifest = _manifest(out, "2026-04-01")
-    assert manifest["rows"] == {"read": 18, "malformed_lines": 2, "rejected": 8, "quarantined": 10,
-                                "duplicates_merged": 2, "distinct_valid_pairs": 6,
-                                "filtered_by_min_interactions": 0, "interactions": 6}
+    assert manifest["rows"] == {"read": 18, "malformed_lines": 2, "rejected": 9, "quarantined": 11,
+                                "duplicates_merged": 2, "distinct_valid_pairs": 5,
+                                "filtered_by_min_interactions": 0, "interactions": 5}
     assert manifest["rejected_by_reason"]["malformed_line"] == 2
-    assert manifest["row_counts"]["quarantine"] == 10
+    assert manifest["row_counts"]["quarantine"] == 11
 
 
 def test_odd_ids_weights_and_timestamps_survive_exactly(spark, bad_run):
     _, out = bad_run
     recs = _table(out, "user_recs", "2026-04-01")
-    # seen: ü1 {é1, é2}, -7 {é3, é1}, u3 {é3, é4}; catalog é1..é4 (future ts and a huge weight are valid).
+    # seen: ü1 {é1, é2}, -7 {é3} (a future ts is valid; its 1e300 weight does not fit float32 and
+    # is quarantined), u3 {é3, é4}; catalog é1..é4.
     assert {u: set(g.item_id) for u, g in recs.groupby("user_id")} == {
-        "ü1": {"é3", "é4"}, "-7": {"é2", "é4"}, "u3": {"é1", "é2"}}
+        "ü1": {"é3", "é4"}, "-7": {"é1", "é2", "é4"}, "u3": {"é1", "é2"}}
     assert recs.user_id.dtype == object
 
 

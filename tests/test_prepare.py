@@ -15,12 +15,13 @@ def test_each_rejection_reason_is_counted(spark):
         ("u4", "a", "heavy", "1"),                  # unparseable_weight
         ("u5", "a", "NaN", "1"), ("u5", "b", "Infinity", "1"),  # non_finite_weight x2
         ("u6", "a", "-1", "1"),                     # negative_weight
+        ("u6", "b", "1e39", "1"),                   # weight_out_of_range (beyond float32)
         ("u7", "a", "1", "yesterday"),              # unparseable_ts
     ]
     prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
     assert prepared.stats["rejected"] == {
         "null_user_id": 1, "null_item_id": 2, "null_weight": 1, "unparseable_weight": 1,
-        "non_finite_weight": 2, "negative_weight": 1, "unparseable_ts": 1,
+        "non_finite_weight": 2, "weight_out_of_range": 1, "negative_weight": 1, "unparseable_ts": 1,
     }
     assert prepared.stats["rows_read"] == len(rows)
     assert prepared.stats["interactions"] == 3
@@ -72,9 +73,16 @@ def test_all_invalid_input_is_a_clear_error(spark):
         prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
 
 
-@pytest.mark.parametrize("weights", [("1e308", "1e308"), ("3e38", "1e38"), ("1e39",)])
+def test_a_weight_beyond_float32_is_rejected_with_its_reason(spark):
+    rows = [("u1", "a", "1e39", "1"), ("u1", "b", "-1e300", "1"), ("u2", "b", "1", "1")]
+    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    assert prepared.stats["rejected"]["weight_out_of_range"] == 2
+    assert prepared.stats["interactions"] == 1
+
+
+@pytest.mark.parametrize("weights", [("3e38", "1e38"), ("2e38", "2e38", "1")])
 def test_a_summed_weight_beyond_float32_is_a_clear_error(spark, weights):
-    # Each row is valid on its own; the sum over duplicates (or the value itself) overflows float32.
+    # Each row is valid on its own; the sum over duplicates overflows float32.
     rows = [("u1", "a", w, "1") for w in weights] + [("u2", "b", "1", "1")]
     with pytest.raises(PrepareError, match="beyond the float32 range"):
         prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
