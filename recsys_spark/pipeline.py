@@ -153,27 +153,31 @@ def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: Prepared
     """Audit the tables staged in `run_dir` against the prepared data, the model and the rules;
     raises AuditError."""
     results = {}
+    items = item_pools(rules, prepared.item_ids, model.item_factors).persist()
+    restricted = rules.include_items is not None or rules.exclude_items is not None
     if fs.exists(spark, table_path(run_dir, USER_RECS)):
         results[USER_RECS] = audit_user_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), cfg, prepared,
-                                             model, rules)
+                                             model, rules, items)
     if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
         neighbours = None
-        if rules.include_items is not None or rules.exclude_items is not None:
-            neighbours = (item_pools(rules, prepared.item_ids, model.item_factors).filter("allowed")
+        if restricted:
+            neighbours = (items.filter("allowed")
                           .join(model.item_factors.select(ITEM_INDEX, ITEM_ID), ITEM_INDEX).select(ITEM_ID))
         results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
                                                     model.item_factors.select(ITEM_ID), cfg.similar.top_k,
                                                     neighbours)
+    items.unpersist()
     audit.require_clean(results)
     return results
 
 
-def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model: FactorModel, rules: Rules) -> dict:
+def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model: FactorModel, rules: Rules,
+                    items: DataFrame) -> dict:
+    """Audit counts of user_recs; items: rules.item_pools of the catalog."""
     seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
     blocked = seen
     if rules.exclude_user_items is not None:
         blocked = seen.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX)).distinct()
-    items = item_pools(rules, prepared.item_ids, model.item_factors)
     expected = audit.expected_list_lengths(served_users(rules, model.user_factors), items, blocked, cfg.score.top_n)
 
     def with_ids(pairs: DataFrame) -> DataFrame:
@@ -285,16 +289,26 @@ def stage_train(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary
     return summary
 
 
-def scoring_inputs(spark: SparkSession, paths: RunPaths, model_dir: str | None) -> tuple[PreparedData, FactorModel]:
-    """The run date's prepared data and the model that scores it; a model from elsewhere (--model)
-    was indexed on other data, so the prepared data is re-expressed in its index space first."""
+@dataclass
+class ScoringInputs:
+    prepared: PreparedData
+    model: FactorModel
+    rules: Rules
+
+
+def scoring_inputs(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> ScoringInputs:
+    """The run date's prepared data, the model that scores it and the rules, loaded once per command.
+
+    A model from elsewhere (--model) was indexed on other data, so the prepared data is
+    re-expressed in its index space first (new users folded in).
+    """
     prepared = io.load_prepared(spark, paths.prepared)
     model = FactorModel.load(spark, model_dir or paths.model)
     if model_dir and fs.qualify(spark, model_dir) != fs.qualify(spark, paths.model):
         from recsys_spark.model_space import in_model_space
 
         prepared, model = in_model_space(prepared, model)
-    return prepared, model
+    return ScoringInputs(prepared, model, load_rules(spark, cfg, prepared))
 
 
 def stage_score(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> RunSummary:
@@ -302,9 +316,9 @@ def stage_score(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: st
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
     with timed("score", summary.timings):
-        prepared, model = scoring_inputs(spark, paths, model_dir)
-        write_recs(cfg, model, prepared, load_rules(spark, cfg, prepared), table_path(paths.layout.stage, USER_RECS))
-    return _publish_staged(spark, cfg, paths, model_dir, summary)
+        inputs = scoring_inputs(spark, cfg, paths, model_dir)
+        write_recs(cfg, inputs.model, inputs.prepared, inputs.rules, table_path(paths.layout.stage, USER_RECS))
+    return _publish_staged(spark, cfg, paths, model_dir, inputs, summary)
 
 
 def stage_similar(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None) -> RunSummary:
@@ -312,13 +326,14 @@ def stage_similar(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: 
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
     with timed("similar", summary.timings):
-        prepared, model = scoring_inputs(spark, paths, model_dir)
-        write_similar(cfg, model, load_rules(spark, cfg, prepared), table_path(paths.layout.stage, ITEM_SIMILAR))
-    return _publish_staged(spark, cfg, paths, model_dir, summary)
+        inputs = scoring_inputs(spark, cfg, paths, model_dir)
+        write_similar(cfg, inputs.model, inputs.rules, table_path(paths.layout.stage, ITEM_SIMILAR))
+    return _publish_staged(spark, cfg, paths, model_dir, inputs, summary)
 
 
 def _publish_staged(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: str | None,
-                    summary: RunSummary) -> RunSummary:
+                    inputs: ScoringInputs, summary: RunSummary) -> RunSummary:
+    """Audit and publish the staged tables once all are there, against the inputs that scored them."""
     layout, run_id = paths.layout, new_run_id()
     needed = [USER_RECS, ITEM_SIMILAR] if cfg.similar.enabled else [USER_RECS]
     missing = [t for t in needed if not fs.exists(spark, table_path(layout.stage, t))]
@@ -326,10 +341,8 @@ def _publish_staged(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir
         log.info("%s staged; the date is published once %s is staged too", ", ".join(set(needed) - set(missing)),
                  " and ".join(missing))
         return summary
+    prepared, model, rules = inputs.prepared, inputs.model, inputs.rules
     with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
-        # Everything that can fail on input comes before the staged tables move.
-        prepared, model = scoring_inputs(spark, paths, model_dir)
-        rules = load_rules(spark, cfg, prepared)
         staging = layout.staging(run_id)
         fs.mkdirs(spark, staging)
         for name in (*needed, QUARANTINE):
