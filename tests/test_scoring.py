@@ -48,3 +48,11 @@ def test_similar_items_equal_numpy_cosine(spark, random_model):
         assert got["similar_item_id"].tolist() == [1000 + j for j, _ in expected[i]]
         np.testing.assert_allclose(got["score"], [s for _, s in expected[i]], atol=1e-5)
     assert (similar.item_id != similar.similar_item_id).all()
+
+
+def test_scoring_and_similarity_run_in_the_configured_number_of_tasks(spark, random_model):
+    # Adaptive execution would coalesce these small inputs into one task (one busy core).
+    model, _, _, seen = random_model
+    seen_df = spark.createDataFrame([(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
+    assert recommend(model, seen_df, ScoreConfig(partitions=3)).rdd.getNumPartitions() == 3
+    assert similar_items(model, SimilarConfig(top_k=2), ScoreConfig(partitions=5)).rdd.getNumPartitions() == 5
