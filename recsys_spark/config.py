@@ -65,12 +65,14 @@ class PrepareConfig:
 @dataclass
 class ScoreConfig:
     top_n: int = 10
-    batch_users: int = 512  # users scored together; memory per task ~ batch_users x block_items x 4 bytes
+    batch_users: int = 1024  # users scored together; memory per task ~ batch_users x block_items x 4 bytes
     block_items: int = 4096
     partitions: int = 0  # scoring tasks; 0: 4 per core of the cluster (spark.default.parallelism)
+    precision: str = "auto"  # candidate GEMM: float32, bfloat16 (fast on AMX CPUs), auto; results are exact either way
 
     def __post_init__(self):
         _check_min("score.top_n", self.top_n, 1)
+        _check_choice("score.precision", self.precision, ("auto", "float32", "bfloat16"))
         _check_min("score.partitions", self.partitions, 0)
         _check_min("score.batch_users", self.batch_users, 1)
         _check_min("score.block_items", self.block_items, 1)

@@ -24,8 +24,9 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from recsys_spark.config import ScoreConfig
 from recsys_spark.factor_model import FactorModel
 from recsys_spark.kernels.blas import limit_blas_threads
+from recsys_spark.kernels.engines import resolve_precision, set_tf_threads
 from recsys_spark.kernels.fallback import fill_from_ranking
-from recsys_spark.kernels.topk import MISSING, top_n
+from recsys_spark.kernels.topk import MISSING, PreparedItems, prepared_once, top_n
 from recsys_spark.rules import (POPULARITY, SOURCE_FALLBACK, SOURCE_MODEL, Rules, candidate_mask,
                                 popularity_ranking)
 from recsys_spark.schema import FACTORS, ITEM_ID, ITEM_INDEX, RANK, SCORE, SOURCE, USER_ID, USER_INDEX
@@ -48,6 +49,10 @@ class Catalog:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    def prepared(self, block_items: int, precision: str) -> PreparedItems:
+        """The factors ordered and loaded for the kernel, once per worker process."""
+        return prepared_once(self, self.factors, block_items, precision)
 
 
 def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: Optional[Rules] = None) -> DataFrame:
@@ -88,14 +93,14 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
         T.StructField(SOURCE, T.StringType(), False),
     ])
     arrow_schema = to_arrow_schema(schema)
-    top, batch_users, block_items = cfg.top_n, cfg.batch_users, cfg.block_items
+    top, batch_users, block_items, precision = cfg.top_n, cfg.batch_users, cfg.block_items, cfg.precision
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        limit_blas_threads(worker_threads())
-        items = broadcast.value
+        catalog = broadcast.value
+        items = catalog.prepared(block_items, worker_precision(precision))
         for batch in batches:
             for start in range(0, batch.num_rows, batch_users):
-                yield score_chunk(batch.slice(start, batch_users), items, top, block_items, arrow_schema)
+                yield score_chunk(batch.slice(start, batch_users), catalog, items, top, arrow_schema)
 
     return users.mapInArrow(score_batches, schema)
 
@@ -109,6 +114,15 @@ def worker_threads() -> int:
     """Cores of the running Spark task (1 outside a task)."""
     context = TaskContext.get()
     return max(1, int(context.cpus())) if context is not None else 1
+
+
+def worker_precision(precision: str) -> str:
+    """Resolve score.precision on this worker's CPU and size the BLAS / TF thread pools to the task."""
+    resolved = resolve_precision(precision)
+    limit_blas_threads(worker_threads())
+    if resolved == "bfloat16":
+        set_tf_threads(worker_threads())
+    return resolved
 
 
 def build_catalog(model: FactorModel, rules: Rules) -> Catalog:
@@ -144,7 +158,7 @@ def build_catalog(model: FactorModel, rules: Rules) -> Catalog:
                    pa.array(ids, type=id_type), ranking, fallback_score)
 
 
-def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, top: int, block_items: int,
+def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, top: int,
                 schema: pa.Schema) -> pa.RecordBatch:
     """Top-N rows (user_id, rank, item_id, score, source) of one Arrow chunk of users."""
     indptr, indices = list_csr(chunk.column(SEEN), catalog.n_items)
@@ -158,7 +172,7 @@ def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, top: int, block_items: 
         at = catalog.position[rows_indices]
         kept = at >= 0
         kept_indptr = np.r_[0, np.cumsum(kept)][rows_indptr]
-        pos, best = top_n(vectors, catalog.factors, top, kept_indptr, at[kept], block_items)
+        pos, best = top_n(vectors, items, top, kept_indptr, at[kept])
         idx[has] = np.where(pos >= 0, catalog.model_items[np.maximum(pos, 0)], MISSING)
         scores[has] = best
     from_model = (idx != MISSING).sum(axis=1)

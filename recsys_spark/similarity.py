@@ -6,6 +6,7 @@ item keeps its own list but never appears in anyone's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
@@ -16,11 +17,20 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from recsys_spark.config import ScoreConfig, SimilarConfig
 from recsys_spark.factor_model import FactorModel
-from recsys_spark.kernels.blas import limit_blas_threads
-from recsys_spark.kernels.topk import top_n
+from recsys_spark.kernels.topk import prepared_once, top_n
 from recsys_spark.rules import Rules, candidate_mask
 from recsys_spark.schema import ITEM_ID, ITEM_INDEX, RANK, SCORE, SIMILAR_ITEM_ID
-from recsys_spark.scoring import scoring_partitions, worker_threads
+from recsys_spark.scoring import scoring_partitions, worker_precision
+
+
+@dataclass
+class Neighbours:
+    """What every similarity task needs (broadcast once)."""
+    vectors: np.ndarray  # (n_items, k) unit factors of every item index
+    candidates: np.ndarray  # (M, k) unit factors of the items that may be neighbours
+    items: np.ndarray  # (M,) item index of each candidate row
+    position: np.ndarray  # (n_items,) candidate row of each item index, -1 if none
+    item_ids: pa.Array  # (n_items,) external id of each item index
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -54,20 +64,21 @@ def similar_items(model: FactorModel, cfg: SimilarConfig, score_cfg: ScoreConfig
     arrow_schema = to_arrow_schema(schema)
     ids = np.empty(unit.shape[0], dtype=object)
     ids[items[ITEM_INDEX].to_numpy()] = items[ITEM_ID].to_numpy()
-    broadcast = spark.sparkContext.broadcast((unit, np.ascontiguousarray(unit[neighbours]), neighbours, position,
-                                              pa.array(ids, type=arrow_schema.field(ITEM_ID).type)))
-    top, batch_size, block_items = cfg.top_k, score_cfg.batch_users, score_cfg.block_items
+    broadcast = spark.sparkContext.broadcast(Neighbours(unit, np.ascontiguousarray(unit[neighbours]), neighbours,
+                                                        position, pa.array(ids, type=arrow_schema.field(ITEM_ID).type)))
+    top, batch_size, block_items, precision = cfg.top_k, score_cfg.batch_users, score_cfg.block_items, score_cfg.precision
 
     def similar_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        limit_blas_threads(worker_threads())
-        vectors, candidates, neighbour_items, position, item_ids = broadcast.value
+        catalog = broadcast.value
+        vectors, neighbour_items, position, item_ids = catalog.vectors, catalog.items, catalog.position, catalog.item_ids
+        prepared = prepared_once(catalog, catalog.candidates, block_items, worker_precision(precision))
         for batch in batches:
             index = batch.column(ITEM_INDEX).to_numpy().astype(np.int64)
             for start in range(0, len(index), batch_size):
                 chunk = index[start:start + batch_size]
                 own = position[chunk]  # the item itself, when it is a neighbour candidate
                 self_indptr = np.r_[0, np.cumsum(own >= 0)].astype(np.int64)
-                idx, scores = top_n(vectors[chunk], candidates, top, self_indptr, own[own >= 0], block_items)
+                idx, scores = top_n(vectors[chunk], prepared, top, self_indptr, own[own >= 0])
                 rows, cols = np.nonzero(idx >= 0)
                 yield pa.RecordBatch.from_arrays([
                     item_ids.take(pa.array(chunk[rows])),

@@ -4,10 +4,14 @@ import numpy as np
 
 
 def top_n_reference(user_vectors, item_factors, n, seen_per_user):
-    """Per user: list of (item_index, score) best first, ties by lower index, seen items skipped."""
+    """Per user: list of (item_index, score) best first, ties by lower index, seen items skipped.
+
+    Scores are the float32 rounding of the float64 dot product, the kernel's contract: items
+    whose float64 scores differ by less than float32 can tell apart are ties.
+    """
     result = []
     for u, vector in enumerate(user_vectors):
-        scores = item_factors.astype(np.float64) @ vector.astype(np.float64)
+        scores = (item_factors.astype(np.float64) @ vector.astype(np.float64)).astype(np.float32)
         seen = set(seen_per_user[u])
         candidates = [i for i in range(len(item_factors)) if i not in seen]
         candidates.sort(key=lambda i: (-scores[i], i))

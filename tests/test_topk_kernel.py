@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 
 from recsys_spark.kernels.fallback import fill_from_ranking
-from recsys_spark.kernels.topk import MISSING, top_n
+from recsys_spark.kernels import topk
+from recsys_spark.kernels.topk import MISSING, prepare_items, top_n
 from tests.reference import top_n_reference
+
+
+PRECISIONS = pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+
+
+def _top(users, items, n, indptr=None, indices=None, block_items=4096, precision="float32"):
+    return top_n(users, prepare_items(items, block_items, precision), n, indptr, indices)
 
 
 def _csr(lists):
@@ -12,8 +20,9 @@ def _csr(lists):
     return indptr, indices
 
 
+@PRECISIONS
 @pytest.mark.parametrize("block_items", [1, 7, 13, 61, 1000])
-def test_top_n_equals_brute_force_for_uneven_blocks(block_items):
+def test_top_n_equals_brute_force_for_uneven_blocks(block_items, precision):
     rng = np.random.default_rng(3)
     users = rng.normal(size=(40, 6)).astype(np.float32)
     items = rng.normal(size=(61, 6)).astype(np.float32)
@@ -21,7 +30,7 @@ def test_top_n_equals_brute_force_for_uneven_blocks(block_items):
     seen[0] = np.arange(58)  # only 3 unseen items left: fewer than n
     seen[1] = np.arange(61)  # nothing left
     indptr, indices = _csr(seen)
-    idx, scores = top_n(users, items, 10, indptr, indices, block_items)
+    idx, scores = _top(users, items, 10, indptr, indices, block_items, precision)
     expected = top_n_reference(users, items, 10, seen)
     for u in range(40):
         got = [(int(i), float(s)) for i, s in zip(idx[u], scores[u]) if i != MISSING]
@@ -31,36 +40,39 @@ def test_top_n_equals_brute_force_for_uneven_blocks(block_items):
     assert (idx[0, 3:] == MISSING).all()
 
 
-def test_ties_go_to_the_lower_item_index():
+@PRECISIONS
+def test_ties_go_to_the_lower_item_index(precision):
     users = np.ones((1, 2), dtype=np.float32)
     items = np.array([[1, 0], [0, 1], [1, 0], [2, 0], [0, 1]], dtype=np.float32)
-    idx, _ = top_n(users, items, 4, block_items=2)
+    idx, _ = _top(users, items, 4, block_items=2, precision=precision)
     assert idx[0].tolist() == [3, 0, 1, 2]
 
 
+@PRECISIONS
 @pytest.mark.parametrize("block_items", [1, 5, 16, 17, 33, 100])
-def test_heavy_ties_across_uneven_blocks_follow_item_index(block_items):
+def test_heavy_ties_across_uneven_blocks_follow_item_index(block_items, precision):
     rng = np.random.default_rng(5)
     # Integer factors on a small grid: many exactly equal scores within and across blocks.
     users = rng.integers(-2, 3, size=(30, 3)).astype(np.float32)
     items = rng.integers(-2, 3, size=(70, 3)).astype(np.float32)
     seen = [rng.choice(70, size=rng.integers(0, 30), replace=False) for _ in range(30)]
-    idx, scores = top_n(users, items, 12, *_csr(seen), block_items=block_items)
+    idx, scores = _top(users, items, 12, *_csr(seen), block_items=block_items, precision=precision)
     expected = top_n_reference(users, items, 12, seen)
     for u in range(30):
         assert idx[u].tolist() == [i for i, _ in expected[u]]
         np.testing.assert_array_equal(scores[u], [s for _, s in expected[u]])
 
 
-def test_all_seen_and_empty_inputs_give_missing_rows():
+@PRECISIONS
+def test_all_seen_and_empty_inputs_give_missing_rows(precision):
     users = np.ones((3, 2), dtype=np.float32)
     items = np.arange(10, dtype=np.float32).reshape(5, 2)
-    idx, scores = top_n(users, items, 3, *_csr([range(5), [], [4]]), block_items=2)
+    idx, scores = _top(users, items, 3, *_csr([range(5), [], [4]]), block_items=2, precision=precision)
     assert (idx[0] == MISSING).all() and np.isneginf(scores[0]).all()
     assert idx[1].tolist() == [4, 3, 2] and idx[2].tolist() == [3, 2, 1]
-    idx, scores = top_n(np.zeros((0, 2), np.float32), items, 3)
+    idx, scores = _top(np.zeros((0, 2), np.float32), items, 3, precision=precision)
     assert idx.shape == (0, 3)
-    idx, _ = top_n(users, np.zeros((0, 2), np.float32), 3)
+    idx, _ = _top(users, np.zeros((0, 2), np.float32), 3, precision=precision)
     assert (idx == MISSING).all()
 
 
@@ -79,3 +91,31 @@ def test_fill_from_ranking_skips_held_and_excluded_items():
     excluded = [[4], [], [], [4, 0, 2, 3]]
     filled = fill_from_ranking(idx, ranking, *_csr(excluded), n_items=5)
     assert filled.tolist() == [[0, 2, 3, 1], [4, 0, 2, 3], [3, 2, 1, 0], [1, MISSING, MISSING, MISSING]]
+
+
+@pytest.mark.parametrize("block_items", [64, 300, 5000])
+def test_bfloat16_candidates_rank_near_ties_exactly(block_items, monkeypatch):
+    """Scores closer together than bfloat16 can tell apart still come out in exact order."""
+    rng = np.random.default_rng(11)
+    users = (rng.normal(size=(200, 32)) + 0.5).astype(np.float32)
+    base = rng.normal(size=32) + 0.5
+    near = base + rng.normal(scale=1e-4, size=(300, 32))  # 300 items within ~1e-4 of each other
+    items = np.concatenate([near, rng.normal(size=(700, 32)) * 0.3]).astype(np.float32)
+    items = items[rng.permutation(len(items))]
+    seen = [rng.choice(len(items), size=rng.integers(0, 50), replace=False) for _ in range(len(users))]
+    decided = {}
+    step = topk._step
+
+    def counting_step(engine, prepared, rows, *args):
+        undecided = step(engine, prepared, rows, *args)
+        decided[engine.name] = decided.get(engine.name, 0) + len(rows) - len(undecided)
+        return undecided
+
+    monkeypatch.setattr(topk, "_step", counting_step)
+    idx, scores = _top(users, items, 10, *_csr(seen), block_items=block_items, precision="bfloat16")
+    expected = top_n_reference(users, items, 10, seen)
+    for u in range(len(users)):
+        assert idx[u].tolist() == [i for i, _ in expected[u]]
+        np.testing.assert_allclose(scores[u], [s for _, s in expected[u]], rtol=1e-6)
+    # Row-blocks decided by each engine: bfloat16 does the work, float32 only where no bound exists yet.
+    assert decided["bfloat16"] > 4 * decided.get("float32", 0)

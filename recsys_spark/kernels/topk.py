@@ -1,29 +1,77 @@
 """Exact blockwise top-N of dot-product scores with excluded (seen) items.
 
-Memory per call is bounded by ``batch_users x block_items`` float32 scores, whatever the
-catalog size. Ties are broken by the lower item index, so with indexes assigned in id order
-ties go to the lower item id.
+Memory per call is bounded by ``batch_users x block_items`` scores, whatever the catalog size.
+Scores are the float32 rounding of the float64 dot product; ties are broken by the lower item
+index, so with indexes assigned in id order ties go to the lower item id.
 
-Selection, not the GEMM, is the cost to beat: a full ``argpartition`` of every score block runs
-several times slower than the GEMM. So each block is cut into ``GROUP`` interleaved column groups
-and only the group maxima (one vectorised reduction) go through a threshold: the n-th largest of
-(current top-n, group maxima) bounds the block's n-th best from below, so only the few groups whose
-maximum reaches it can hold a winner. Those candidates are merged exactly on a combined
-(score, -index) integer key, which makes the order total and the ties deterministic.
+A GEMM per item block proposes candidates and an exact rescoring decides, so the GEMM may be
+approximate (recsys_spark/kernels/engines.py: float32, or bfloat16 on AMX) as long as its error
+is bounded: ``margin`` bounds it per user from the user's norm and the block's largest item norm.
+Items are visited by decreasing norm, which keeps each block's margin tight and finds good
+candidates early.
+
+Selection, not the GEMM, is the cost to beat: a full ``argpartition`` of every block runs several
+times slower than the GEMM. So each block is cut into ``GROUP`` interleaved column groups and only
+the group maxima (one vectorised reduction) go through a threshold. A user's threshold is a lower
+bound on their final n-th best score (the n-th best exact score held so far, or the n-th largest of
+held scores and group maxima less the margin), minus the margin: an item below it cannot make the
+top n, and only the few groups whose maximum reaches it are looked at.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from recsys_spark.kernels.engines import Float32Engine, exact_scores, make_engine, resolve_precision
 
 MISSING = -1
 GROUP = 16  # columns per group: the reduction is one pass, the candidate gather GROUP x wider
-_LOWEST = np.finfo(np.float32).min
+
+
+@dataclass
+class PreparedItems:
+    """Item factors ordered by decreasing norm, in blocks, with the engine that scores them."""
+    items: np.ndarray  # (M, k) float32, by decreasing norm
+    order: np.ndarray  # (M,) int32: original row of each ordered row
+    position: np.ndarray  # (M,) int64: ordered row of each original row
+    norms: np.ndarray  # (M,) float64 norm of each ordered row
+    block_norms: np.ndarray  # (blocks,) float64: largest norm in each block
+    width: int
+    engine: object
+    exact_engine: Float32Engine  # for users the engine cannot bound (bfloat16 with non-positive scores)
+
+
+def prepare_items(item_factors: np.ndarray, block_items: int = 4096, precision: str = "float32") -> PreparedItems:
+    """Order, block and load the items once, for many top_n calls (e.g. once per Spark worker)."""
+    item_factors = np.asarray(item_factors, dtype=np.float32)
+    if not np.isfinite(item_factors).all():
+        raise ValueError("factors contain NaN or infinity; retrain the model or fix its factor tables")
+    norms = np.linalg.norm(item_factors.astype(np.float64), axis=1)
+    order = np.argsort(-norms, kind="stable").astype(np.int32)
+    items = np.ascontiguousarray(item_factors[order])
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    blocks = -(-len(items) // max(1, block_items))
+    width = -(-len(items) // max(1, blocks) // GROUP) * GROUP if len(items) else GROUP  # blocks of even size
+    block_norms = norms[order][::width].copy() if len(items) else np.zeros(0)
+    exact = Float32Engine(items, width)
+    engine = exact if resolve_precision(precision) == "float32" else make_engine("bfloat16", items, width)
+    return PreparedItems(items, order, position, norms[order], block_norms, width, engine, exact)
+
+
+def prepared_once(owner, item_factors: np.ndarray, block_items: int, precision: str) -> PreparedItems:
+    """prepare_items, cached on `owner` (a broadcast value): once per Spark Python worker."""
+    cache = owner.__dict__.setdefault("_prepared", {})
+    if (block_items, precision) not in cache:
+        cache[(block_items, precision)] = prepare_items(item_factors, block_items, precision)
+    return cache[(block_items, precision)]
 
 
 def top_n(
     user_vectors: np.ndarray,
-    item_factors: np.ndarray,
+    item_factors: np.ndarray | PreparedItems,
     n: int,
     seen_indptr: np.ndarray | None = None,
     seen_indices: np.ndarray | None = None,
@@ -31,79 +79,137 @@ def top_n(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-`n` items per user row by ``user_vectors @ item_factors.T``, skipping seen items.
 
-    user_vectors: (B, k) float32; item_factors: (M, k) float32, both finite.
+    user_vectors: (B, k) float32; item_factors: (M, k) float32 or prepare_items() of them, finite.
     seen_indptr/seen_indices: CSR rows of item indexes to exclude per user (B + 1 and nnz).
     Returns (indexes (B, n) int32, scores (B, n) float32), best first; where a user has fewer
     than `n` unseen items the tail is MISSING (-1) with score -inf.
     """
+    items = item_factors if isinstance(item_factors, PreparedItems) else prepare_items(item_factors, block_items)
     user_vectors = np.asarray(user_vectors, dtype=np.float32)
-    item_factors = np.asarray(item_factors, dtype=np.float32)
-    n_users, n_items = user_vectors.shape[0], item_factors.shape[0]
+    n_users, n_items = user_vectors.shape[0], len(items.items)
     best_idx = np.full((n_users, n), MISSING, dtype=np.int32)
     best_score = np.full((n_users, n), -np.inf, dtype=np.float32)
     if n_users == 0 or n_items == 0:
         return best_idx, best_score
-    if not (np.isfinite(item_factors).all() and np.isfinite(user_vectors).all()):
+    if not np.isfinite(user_vectors).all():
         raise ValueError("factors contain NaN or infinity; retrain the model or fix its factor tables")
-    seen_rows, seen_cols = _seen_pairs_by_item(n_users, seen_indptr, seen_indices)
-    width = -(-max(1, min(block_items, n_items)) // GROUP) * GROUP
-    scores = np.empty((n_users, width), dtype=np.float32)
-    for start in range(0, n_items, width):
-        stop = min(start + width, n_items)
-        used = stop - start
-        np.matmul(user_vectors, item_factors[start:stop].T, out=scores[:, :used])
-        scores[:, used:] = -np.inf
-        lo, hi = np.searchsorted(seen_cols, (start, stop))
-        scores[seen_rows[lo:hi], seen_cols[lo:hi] - start] = -np.inf
-        _merge_block(scores, start, best_idx, best_score, n)
+    seen_rows, seen_cols = _seen_pairs_by_item(n_users, seen_indptr, seen_indices, items.position)
+    _run(user_vectors, items, seen_rows, seen_cols, best_idx, best_score)
     best_idx[best_score == -np.inf] = MISSING
     return best_idx, best_score
 
 
-def _seen_pairs_by_item(n_users, indptr, indices):
-    """(row, item) pairs of the CSR exclusions, sorted by item so each block is one slice."""
+def _seen_pairs_by_item(n_users, indptr, indices, position):
+    """(row, ordered item) pairs of the CSR exclusions, sorted by item so each block is one slice."""
     if indptr is None or indices is None or len(indices) == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
     rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
-    cols = np.asarray(indices, dtype=np.int64)
+    cols = position[np.asarray(indices, dtype=np.int64)]
     order = np.argsort(cols, kind="stable")
     return rows[order], cols[order]
 
 
-def _merge_block(scores, start, best_idx, best_score, n):
-    """Merge one masked score block (B, width) into the running top-n, in place."""
-    n_users, width = scores.shape
-    stride = width // GROUP
+def _run(users, items, seen_rows, seen_cols, best_idx, best_score) -> None:
+    """Fill best_idx/best_score block by block."""
+    n_users = len(users)
+    user_norms = np.linalg.norm(users.astype(np.float64), axis=1)
+    bound = np.full(n_users, -np.inf)  # the final n-th best exact score is known to reach this
+    everyone = np.arange(n_users)
+    prepared = items.engine.prepare_users(users)
+    out = np.empty((n_users, items.width), dtype=items.engine.dtype)
+    for block, start in enumerate(range(0, len(items.items), items.width)):
+        lo, hi = np.searchsorted(seen_cols, (start, start + items.width))
+        seen = seen_rows[lo:hi], seen_cols[lo:hi] - start
+        state = users, user_norms, bound, best_idx, best_score
+        undecided = _step(items.engine, prepared, everyone, items, block, seen, out, state)
+        if undecided.size:  # bfloat16 keys cannot order these users' candidates: float32 for this block
+            local = np.full(n_users, -1)
+            local[undecided] = np.arange(undecided.size)
+            mine = local[seen[0]] >= 0
+            _step(items.exact_engine, users[undecided], undecided, items, block,
+                  (local[seen[0][mine]], seen[1][mine]), np.empty((undecided.size, items.width), np.float32), state)
+
+
+def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
+    """Score one block for `rows`, merge their candidates; returns the rows the engine left undecided."""
+    users, user_norms, bound, best_idx, best_score = state
+    start, width = block * items.width, items.width
+    keys = engine.block(prepared, start, out)
+    keys[seen] = engine.masked
     # Group j holds columns j, j + stride, ...: the max over axis 1 is a fast elementwise pass.
-    group_max = scores.reshape(n_users, GROUP, stride).max(axis=1)
-    # The running n-th best is a valid bound; rows still short of n take the n-th largest of
-    # (running top-n, group maxima), which bounds the merged n-th best from below.
-    threshold = best_score[:, -1].copy()
-    short = threshold == -np.inf
-    if short.any():
-        pool = np.concatenate([best_score[short], group_max[short]], axis=1)
-        threshold[short] = np.partition(pool, -n, axis=1)[:, -n]
-    threshold = np.maximum(threshold, _LOWEST)
-    rows, groups = np.nonzero(group_max >= threshold[:, None])
+    group_max = keys.reshape(len(rows), GROUP, width // GROUP).max(axis=1)
+    margin = engine.margin(user_norms[rows], items.block_norms[block])
+    never = np.iinfo(np.int16).max if engine.dtype == np.int16 else np.inf
+    upper = None
+    short = np.flatnonzero(best_score[rows, -1] == -np.inf)
+    if short.size:
+        # Users without n scores yet: first the items at or above the n-th largest group maximum
+        # (at least n of them), rescored exactly, give a bound that carries no margin.
+        held = best_idx[rows[short]], best_score[rows[short]], bound[rows[short]]  # copies
+        at = max(width // GROUP - best_idx.shape[1], 0)
+        nth = engine.value(np.partition(group_max[short], at, axis=1)[:, at])
+        upper = np.full(len(rows), never, dtype=keys.dtype)
+        upper[short] = np.where(engine.usable(nth), engine.threshold_key(nth), never)
+        _merge_candidates(engine, users, user_norms, items, keys, group_max, upper, rows, start,
+                          best_idx, best_score, bound)
+        bound[rows] = np.maximum(bound[rows], best_score[rows, -1])
+    threshold = bound[rows] - margin
+    key = engine.threshold_key(threshold)
+    undecided = np.flatnonzero(~engine.usable(threshold))
+    key[undecided] = never
+    if short.size and undecided.size:  # the caller redoes this block for them: undo their first pass
+        back = np.isin(short, undecided)
+        again = rows[short[back]]
+        best_idx[again], best_score[again], bound[again] = (part[back] for part in held)
+    _merge_candidates(engine, users, user_norms, items, keys, group_max, key, rows, start, best_idx, best_score,
+                      bound, upper)
+    bound[rows] = np.maximum(bound[rows], best_score[rows, -1])
+    return rows[undecided]
+
+
+def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, rows_of, start, best_idx, best_score,
+                      bound, upper=None):
+    """Rescore the block's items that may reach the row's bound; merge them into the top n.
+
+    keys: (len(rows_of), width) keys of the users `rows_of`; key: their threshold keys for the
+    block (bound less the block's largest margin); upper: keys already merged from (key >= upper).
+    """
+    n_users, width = keys.shape
+    stride = width // GROUP
+    n = best_idx.shape[1]
+    some = np.flatnonzero(group_max.max(axis=1) >= key)  # most users have nothing in most blocks
+    if some.size == 0:
+        return
+    local, groups = np.nonzero(group_max[some] >= key[some, None])
+    rows = some[local]
+    cols = groups[:, None] + np.arange(GROUP) * stride  # (groups, GROUP) block columns
+    values = keys.ravel().take(rows[:, None] * width + cols)
+    hit = values >= key[rows][:, None]
+    if upper is not None:
+        hit &= values < upper[rows][:, None]
+    hit = np.flatnonzero(hit)
+    rows, cols, values = rows[hit // GROUP], cols.ravel()[hit], values.ravel()[hit]
+    # Each item's own margin (its norm, not the block's largest) drops most near misses unscored.
+    user = rows_of[rows]
+    margin = engine.margin(user_norms[user], items.norms[start + cols])
+    near = engine.value(values) >= bound[user] - margin
+    rows, cols, user = rows[near], cols[near], user[near]
     if rows.size == 0:
         return
-    cols = groups[:, None] + np.arange(GROUP) * stride  # (groups, GROUP) block columns
-    values = scores.ravel().take(rows[:, None] * width + cols)
-    hit = np.flatnonzero(values >= threshold[rows][:, None])
-    rows, cols, values = rows[hit // GROUP], cols.ravel()[hit], values.ravel()[hit]
-    users, first, counts = np.unique(rows, return_index=True, return_counts=True)
-    at_row = np.repeat(np.arange(users.size), counts)
-    at_col = np.arange(rows.size) - np.repeat(first, counts)
-    cand_score = np.full((users.size, int(counts.max())), -np.inf, dtype=np.float32)
+    scores = exact_scores(users, items.items, user, start + cols)
+    users_hit, first, counts = np.unique(user, return_index=True, return_counts=True)
+    at_row = np.repeat(np.arange(users_hit.size), counts)
+    at_col = np.arange(user.size) - np.repeat(first, counts)
+    cand_score = np.full((users_hit.size, int(counts.max())), -np.inf, dtype=np.float32)
     cand_idx = np.full(cand_score.shape, MISSING, dtype=np.int32)
-    cand_score[at_row, at_col] = values
-    cand_idx[at_row, at_col] = start + cols
+    cand_score[at_row, at_col] = scores
+    cand_idx[at_row, at_col] = items.order[start + cols]
     merged_idx, merged_score = select_top(
-        np.concatenate([best_idx[users], cand_idx], axis=1),
-        np.concatenate([best_score[users], cand_score], axis=1), n)
-    best_idx[users] = merged_idx
-    best_score[users] = merged_score
+        np.concatenate([best_idx[users_hit], cand_idx], axis=1),
+        np.concatenate([best_score[users_hit], cand_score], axis=1), n)
+    best_idx[users_hit] = merged_idx
+    best_score[users_hit] = merged_score
 
 
 def order_key(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
