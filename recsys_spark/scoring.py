@@ -189,7 +189,7 @@ def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, t
         pa.array((cols + 1).astype(np.int32)),
         catalog.item_ids.take(pa.array(items)),
         pa.array(row_scores.astype(np.float32)),
-        pa.array(np.where(fallback, SOURCE_FALLBACK, SOURCE_MODEL).astype(object), type=pa.string()),
+        pc.if_else(pa.array(fallback), SOURCE_FALLBACK, SOURCE_MODEL),
     ], schema=schema)
 
 

@@ -5,7 +5,8 @@ Parquet, then measures user-item pairs per second of
   (a) pyspark.ml ALSModel.recommendForAllUsers on exactly these factors (no seen filtering),
   (b) numpy GEMM alone in this process (all BLAS threads, item blocks, no selection),
   (c) recsys_spark.scoring.recommend with seen items masked, written to Spark's noop sink.
-(a) and (c) first run once on 5% of the users (JVM JIT, Python workers), then the timed run.
+(a) and (c) first run once on 5% of the users (JVM JIT, Python workers), then --repeats timed runs
+(median reported).
 The last line is `recommendForAllUsers_ratio=<c/a> gemm_ratio=<c/b>`.
 
     .venv/bin/python scripts/bench_scoring.py            # 200k users x 20k items x rank 64
@@ -35,7 +36,9 @@ def parse_args(argv=None):
     parser.add_argument("--seen", type=int, default=20, help="mean seen items per user")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of (a) and (c); the median is reported")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="score.precision of (c): its candidate GEMM (results are exact either way)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of (a) and (c); the median is reported")
     parser.add_argument("--workdir", default=None, help="where the generated Parquet goes (default: a temp dir)")
     return parser.parse_args(argv)
 
@@ -83,6 +86,10 @@ def als_model(spark, root: Path, rank: int):
     return ALSModel.load(str(path))
 
 
+def _runs(times) -> str:
+    return " ".join(f"{t:.1f}" for t in times)
+
+
 def timed_noop(df) -> float:
     started = time.perf_counter()
     df.write.format("noop").mode("overwrite").save()
@@ -114,6 +121,7 @@ def main(argv=None) -> int:
 
     from recsys_spark.config import ScoreConfig, SparkConfig
     from recsys_spark.factor_model import FactorModel
+    from recsys_spark.kernels.engines import resolve_precision
     from recsys_spark.scoring import recommend
     from recsys_spark.session import build_session
 
@@ -138,18 +146,20 @@ def main(argv=None) -> int:
         spark.range(warm_users).select(F.col("id").cast("int").alias(als.getUserCol())), args.top))
     a_times = [timed_noop(als.recommendForAllUsers(args.top)) for _ in range(args.repeats)]
     a = pairs / float(np.median(a_times))
-    print(f"(a) ALSModel.recommendForAllUsers: {a / 1e6:.1f}M pairs/s ({np.median(a_times):.1f}s)", flush=True)
+    print(f"(a) ALSModel.recommendForAllUsers: {a / 1e6:.1f}M pairs/s ({np.median(a_times):.1f}s; runs {_runs(a_times)})",
+          flush=True)
 
     model = FactorModel(spark.read.parquet(str(root / "user_factors.parquet")),
                         spark.read.parquet(str(root / "item_factors.parquet")), {"kind": "bench", "rank": args.rank})
     seen = spark.read.parquet(str(root / "seen.parquet"))
-    cfg = ScoreConfig(top_n=args.top)
+    cfg = ScoreConfig(top_n=args.top, precision=args.precision)
     timed_noop(recommend(FactorModel(model.user_factors.filter(F.col("user_index") < warm_users),
                                      model.item_factors, model.metadata), seen, cfg))
     c_times = [timed_noop(recommend(model, seen, cfg)) for _ in range(args.repeats)]
     c = pairs / float(np.median(c_times))
-    print(f"(c) recsys_spark scoring, seen masked (batch_users={cfg.batch_users}, block_items={cfg.block_items}): "
-          f"{c / 1e6:.1f}M pairs/s ({np.median(c_times):.1f}s)", flush=True)
+    print(f"(c) recsys_spark scoring, seen masked (batch_users={cfg.batch_users}, block_items={cfg.block_items}, "
+          f"precision={cfg.precision}: {resolve_precision(cfg.precision)} here): "
+          f"{c / 1e6:.1f}M pairs/s ({np.median(c_times):.1f}s; runs {_runs(c_times)})", flush=True)
     print(f"load_average_end={os.getloadavg()[0]:.1f}")
     spark.stop()
     if not args.workdir:

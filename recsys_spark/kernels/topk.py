@@ -93,24 +93,26 @@ def top_n(
         return best_idx, best_score
     if not np.isfinite(user_vectors).all():
         raise ValueError("factors contain NaN or infinity; retrain the model or fix its factor tables")
-    seen_rows, seen_cols = _seen_pairs_by_item(n_users, seen_indptr, seen_indices, items.position)
-    _run(user_vectors, items, seen_rows, seen_cols, best_idx, best_score)
+    _run(user_vectors, items, *_seen_pairs_by_block(n_users, seen_indptr, seen_indices, items), best_idx, best_score)
     best_idx[best_score == -np.inf] = MISSING
     return best_idx, best_score
 
 
-def _seen_pairs_by_item(n_users, indptr, indices, position):
-    """(row, ordered item) pairs of the CSR exclusions, sorted by item so each block is one slice."""
+def _seen_pairs_by_block(n_users, indptr, indices, items):
+    """(row, ordered item) pairs of the CSR exclusions grouped by block, and each block's offset."""
+    n_blocks = -(-len(items.items) // items.width)
     if indptr is None or indices is None or len(indices) == 0:
         empty = np.empty(0, dtype=np.int64)
-        return empty, empty
+        return empty, empty, np.zeros(n_blocks + 1, dtype=np.int64)
     rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
-    cols = position[np.asarray(indices, dtype=np.int64)]
-    order = np.argsort(cols, kind="stable")
-    return rows[order], cols[order]
+    cols = items.position[np.asarray(indices, dtype=np.int64)]
+    block = cols // items.width
+    order = np.argsort(block.astype(np.int16) if n_blocks < 2 ** 15 else block, kind="stable")  # radix sort
+    offsets = np.r_[0, np.cumsum(np.bincount(block, minlength=n_blocks))]
+    return rows[order], cols[order], offsets
 
 
-def _run(users, items, seen_rows, seen_cols, best_idx, best_score) -> None:
+def _run(users, items, seen_rows, seen_cols, seen_offsets, best_idx, best_score) -> None:
     """Fill best_idx/best_score block by block."""
     n_users = len(users)
     user_norms = np.linalg.norm(users.astype(np.float64), axis=1)
@@ -119,7 +121,7 @@ def _run(users, items, seen_rows, seen_cols, best_idx, best_score) -> None:
     prepared = items.engine.prepare_users(users)
     out = np.empty((n_users, items.width), dtype=items.engine.dtype)
     for block, start in enumerate(range(0, len(items.items), items.width)):
-        lo, hi = np.searchsorted(seen_cols, (start, start + items.width))
+        lo, hi = seen_offsets[block], seen_offsets[block + 1]
         seen = seen_rows[lo:hi], seen_cols[lo:hi] - start
         state = users, user_norms, bound, best_idx, best_score
         undecided = _step(items.engine, prepared, everyone, items, block, seen, out, state)
