@@ -68,7 +68,7 @@ class ScoreConfig:
     batch_users: int = 1024  # users scored together; memory per task ~ batch_users x block_items x 4 bytes
     block_items: int = 4096
     partitions: int = 0  # scoring tasks; 0: 4 per core of the cluster (spark.default.parallelism)
-    precision: str = "auto"  # candidate GEMM: float32, bfloat16 (fast on AMX CPUs), auto; results are exact either way
+    precision: str = "auto"  # candidate GEMM: float32, bfloat16 (AMX CPUs; TF in each worker), auto; exact either way
 
     def __post_init__(self):
         _check_min("score.top_n", self.top_n, 1)

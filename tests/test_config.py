@@ -29,6 +29,7 @@ def test_overrides_are_typed():
     ("model.kind=magic", "model.kind must be one of"),
     ("score.top_n=0", "score.top_n must be >= 1"),
     ("score.top_n=ten", "score.top_n must be an integer"),
+    ("score.precision=fp8", "score.precision must be one of"),
     ("scoring.top_n=3", "unknown config key scoring"),
     ("model.als.max_iters=3", "unknown config key model.als.max_iters"),
     ("input.header=maybe", "input.header must be true or false"),

@@ -3,6 +3,7 @@ import pytest
 
 from recsys_spark.kernels.fallback import fill_from_ranking
 from recsys_spark.kernels import topk
+from recsys_spark.kernels.engines import cpu_has_amx_bf16, resolve_precision
 from recsys_spark.kernels.topk import MISSING, prepare_items, top_n
 from tests.reference import top_n_reference
 
@@ -112,6 +113,7 @@ def test_bfloat16_candidates_rank_near_ties_exactly(block_items, monkeypatch):
         return undecided
 
     monkeypatch.setattr(topk, "_step", counting_step)
+    monkeypatch.setattr(topk, "DENSE_GROUPS", 10 ** 9)  # never hand crowded users to float32 here
     idx, scores = _top(users, items, 10, *_csr(seen), block_items=block_items, precision="bfloat16")
     expected = top_n_reference(users, items, 10, seen)
     for u in range(len(users)):
@@ -119,3 +121,40 @@ def test_bfloat16_candidates_rank_near_ties_exactly(block_items, monkeypatch):
         np.testing.assert_allclose(scores[u], [s for _, s in expected[u]], rtol=1e-6)
     # Row-blocks decided by each engine: bfloat16 does the work, float32 only where no bound exists yet.
     assert decided["bfloat16"] > 4 * decided.get("float32", 0)
+
+
+def test_precision_choice_and_the_rounding_the_bfloat16_margin_assumes():
+    assert resolve_precision("float32") == "float32" and resolve_precision("bfloat16") == "bfloat16"
+    assert resolve_precision("auto") == ("bfloat16" if cpu_has_amx_bf16() else "float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8")
+    # The margin assumes TensorFlow rounds float32 to bfloat16 to nearest, ties to even.
+    import tensorflow as tf
+
+    values = np.random.default_rng(2).normal(size=10000).astype(np.float32)
+    values[:3] = np.array([0x3F808000, 0x3F818000, 0x3F80C000], dtype=np.uint32).view(np.float32)  # exact ties
+    bits = values.view(np.uint32)
+    nearest_even = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    np.testing.assert_array_equal(tf.constant(values, dtype=tf.bfloat16).numpy().view(np.uint16), nearest_even)
+
+
+def test_crowded_scores_move_users_to_the_float32_engine(monkeypatch):
+    """Thousands of items within the bfloat16 margin of the top: exact, and float32 does the work."""
+    rng = np.random.default_rng(13)
+    users = (rng.normal(size=(64, 16)) * 0.01 + 1.0).astype(np.float32)
+    items = (rng.normal(size=(3000, 16)) * 1e-3 + 1.0).astype(np.float32)  # every score within ~0.1%
+    seen = [rng.choice(len(items), size=10, replace=False) for _ in range(len(users))]
+    engines = []
+    step = topk._step
+
+    def recording_step(engine, prepared, rows, *args):
+        engines.append((engine.name, len(rows)))
+        return step(engine, prepared, rows, *args)
+
+    monkeypatch.setattr(topk, "_step", recording_step)
+    idx, scores = _top(users, items, 10, *_csr(seen), block_items=1000, precision="bfloat16")
+    expected = top_n_reference(users, items, 10, seen)
+    for u in range(len(users)):
+        assert idx[u].tolist() == [i for i, _ in expected[u]]
+    # After the first block every user is on the float32 engine; no bfloat16 step runs again.
+    assert engines[0] == ("bfloat16", 64) and all(name == "float32" for name, _ in engines[1:])

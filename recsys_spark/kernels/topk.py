@@ -28,6 +28,7 @@ from recsys_spark.kernels.engines import Float32Engine, exact_scores, make_engin
 
 MISSING = -1
 GROUP = 16  # columns per group: the reduction is one pass, the candidate gather GROUP x wider
+DENSE_GROUPS = 48  # more candidate groups than this in a block: a float32 GEMM is cheaper than rescoring
 
 
 @dataclass
@@ -117,20 +118,33 @@ def _run(users, items, seen_rows, seen_cols, seen_offsets, best_idx, best_score)
     n_users = len(users)
     user_norms = np.linalg.norm(users.astype(np.float64), axis=1)
     bound = np.full(n_users, -np.inf)  # the final n-th best exact score is known to reach this
-    everyone = np.arange(n_users)
+    state = users, user_norms, bound, best_idx, best_score
+    active = np.arange(n_users)  # rows on items.engine; the others (deferred) go to the exact engine
+    deferred = np.empty(0, dtype=np.int64)
     prepared = items.engine.prepare_users(users)
     out = np.empty((n_users, items.width), dtype=items.engine.dtype)
     for block, start in enumerate(range(0, len(items.items), items.width)):
         lo, hi = seen_offsets[block], seen_offsets[block + 1]
         seen = seen_rows[lo:hi], seen_cols[lo:hi] - start
-        state = users, user_norms, bound, best_idx, best_score
-        undecided = _step(items.engine, prepared, everyone, items, block, seen, out, state)
-        if undecided.size:  # bfloat16 keys cannot order these users' candidates: float32 for this block
-            local = np.full(n_users, -1)
-            local[undecided] = np.arange(undecided.size)
-            mine = local[seen[0]] >= 0
-            _step(items.exact_engine, users[undecided], undecided, items, block,
-                  (local[seen[0][mine]], seen[1][mine]), np.empty((undecided.size, items.width), np.float32), state)
+        if active.size:
+            undecided = _step(items.engine, prepared, active, items, block, _seen_of(seen, active, n_users), out, state)
+            if undecided.size:  # the exact engine takes these users from this block on
+                active = np.setdiff1d(active, undecided, assume_unique=True)
+                deferred = np.union1d(deferred, undecided)
+                prepared = items.engine.prepare_users(users[active])
+        if deferred.size:
+            _step(items.exact_engine, users[deferred], deferred, items, block, _seen_of(seen, deferred, n_users),
+                  np.empty((deferred.size, items.width), np.float32), state)
+
+
+def _seen_of(seen, rows, n_users):
+    """The block's (row, column) exclusions of `rows`, with rows renumbered 0..len(rows)-1."""
+    if rows.size == n_users:
+        return seen
+    local = np.full(n_users, -1)
+    local[rows] = np.arange(rows.size)
+    mine = local[seen[0]] >= 0
+    return local[seen[0][mine]], seen[1][mine]
 
 
 def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
@@ -143,6 +157,9 @@ def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
     group_max = keys.reshape(len(rows), GROUP, width // GROUP).max(axis=1)
     margin = engine.margin(user_norms[rows], items.block_norms[block])
     never = np.iinfo(np.int16).max if engine.dtype == np.int16 else np.inf
+    # Where scores crowd within the margin of the bound (e.g. cosines of similar items), rescoring
+    # would cost more than a float32 GEMM: the exact engine redoes the block for those users.
+    limit = None if engine is items.exact_engine else DENSE_GROUPS
     upper = None
     short = np.flatnonzero(best_score[rows, -1] == -np.inf)
     if short.size:
@@ -153,37 +170,46 @@ def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
         nth = engine.value(np.partition(group_max[short], at, axis=1)[:, at])
         upper = np.full(len(rows), never, dtype=keys.dtype)
         upper[short] = np.where(engine.usable(nth), engine.threshold_key(nth), never)
-        _merge_candidates(engine, users, user_norms, items, keys, group_max, upper, rows, start,
-                          best_idx, best_score, bound)
+        crowded = _merge_candidates(engine, users, user_norms, items, keys, group_max, upper, rows, start,
+                                    best_idx, best_score, bound, limit=limit)
         bound[rows] = np.maximum(bound[rows], best_score[rows, -1])
+        bound[rows[crowded]] = -np.inf  # they take the exact engine, which starts this block afresh
     threshold = bound[rows] - margin
     key = engine.threshold_key(threshold)
-    undecided = np.flatnonzero(~engine.usable(threshold))
-    key[undecided] = never
+    unusable = np.flatnonzero(~engine.usable(threshold))
+    key[unusable] = never
+    crowded = _merge_candidates(engine, users, user_norms, items, keys, group_max, key, rows, start, best_idx,
+                                best_score, bound, upper, limit=limit)
+    undecided = np.union1d(unusable, crowded)
     if short.size and undecided.size:  # the caller redoes this block for them: undo their first pass
         back = np.isin(short, undecided)
         again = rows[short[back]]
         best_idx[again], best_score[again], bound[again] = (part[back] for part in held)
-    _merge_candidates(engine, users, user_norms, items, keys, group_max, key, rows, start, best_idx, best_score,
-                      bound, upper)
     bound[rows] = np.maximum(bound[rows], best_score[rows, -1])
     return rows[undecided]
 
 
 def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, rows_of, start, best_idx, best_score,
-                      bound, upper=None):
+                      bound, upper=None, limit=None) -> np.ndarray:
     """Rescore the block's items that may reach the row's bound; merge them into the top n.
 
     keys: (len(rows_of), width) keys of the users `rows_of`; key: their threshold keys for the
     block (bound less the block's largest margin); upper: keys already merged from (key >= upper).
+    Returns the rows (indexes into rows_of) left alone for having more than `limit` candidate groups.
     """
+    crowded = np.empty(0, dtype=np.int64)
     n_users, width = keys.shape
     stride = width // GROUP
     n = best_idx.shape[1]
     some = np.flatnonzero(group_max.max(axis=1) >= key)  # most users have nothing in most blocks
     if some.size == 0:
-        return
+        return crowded
     local, groups = np.nonzero(group_max[some] >= key[some, None])
+    if limit is not None:
+        over = np.bincount(local, minlength=some.size) > limit
+        if over.any():
+            crowded = some[over]
+            local, groups = local[~over[local]], groups[~over[local]]
     rows = some[local]
     cols = groups[:, None] + np.arange(GROUP) * stride  # (groups, GROUP) block columns
     values = keys.ravel().take(rows[:, None] * width + cols)
@@ -198,7 +224,7 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
     near = engine.value(values) >= bound[user] - margin
     rows, cols, user = rows[near], cols[near], user[near]
     if rows.size == 0:
-        return
+        return crowded
     scores = exact_scores(users, items.items, user, start + cols)
     users_hit, first, counts = np.unique(user, return_index=True, return_counts=True)
     at_row = np.repeat(np.arange(users_hit.size), counts)
@@ -212,6 +238,7 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
         np.concatenate([best_score[users_hit], cand_score], axis=1), n)
     best_idx[users_hit] = merged_idx
     best_score[users_hit] = merged_score
+    return crowded
 
 
 def order_key(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
