@@ -15,6 +15,7 @@ from typing import Any, Optional
 import yaml
 
 from recsys_spark.config_checks import ConfigError, _check_choice, _check_min
+from recsys_spark.kernels.engines import PRECISIONS
 # The model section lives in its own module; callers import every section from here.
 from recsys_spark.model_config import (  # noqa: F401
     MODEL_KINDS, AlsConfig, AutoencoderConfig, ContentConfig, MfConfig, ModelConfig, TrainConfig, TwoTowerConfig,
@@ -72,7 +73,7 @@ class ScoreConfig:
 
     def __post_init__(self):
         _check_min("score.top_n", self.top_n, 1)
-        _check_choice("score.precision", self.precision, ("auto", "float32", "bfloat16"))
+        _check_choice("score.precision", self.precision, PRECISIONS)
         _check_min("score.partitions", self.partitions, 0)
         _check_min("score.batch_users", self.batch_users, 1)
         _check_min("score.block_items", self.block_items, 1)
