@@ -16,5 +16,5 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
-    entry_points={"console_scripts": ["recsys-spark=recsys_spark.cli:main"]},
+    entry_points={"console_scripts": ["recsys-spark=recsys_spark.app.cli:main"]},
 )

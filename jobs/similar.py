@@ -7,7 +7,7 @@ Same options as `recsys-spark similar` (see --help).
 
 import sys
 
-from recsys_spark.cli import main
+from recsys_spark.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["similar", *sys.argv[1:]]))

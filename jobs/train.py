@@ -7,7 +7,7 @@ Same options as `recsys-spark train` (see --help).
 
 import sys
 
-from recsys_spark.cli import main
+from recsys_spark.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -4,9 +4,9 @@
 
 Protocol (the issue's): every rating is a positive interaction (weight 1; mf alone trains on the
 rating values, being an explicit-feedback model); users with at least 5 interactions keep a
-random 20% as test (recsys_spark.split.random_split, seed 42); the top 10 unseen items per user
+random 20% as test (recsys_spark.data.split.random_split, seed 42); the top 10 unseen items per user
 come from the project's scoring stage; precision, recall, NDCG and MAP at 10 from
-recsys_spark.evaluation, catalog coverage at 10, and the seconds spent in the trainer.
+recsys_spark.evaluation.metrics, catalog coverage at 10, and the seconds spent in the trainer.
 Every model runs with the defaults of recsys_spark/config.py (model.rank and all); `--set` overrides
 them as `recsys-spark --set` does. With --generated the same runs on generated data too (no
 content model there: it has no item features). --write puts the tables into
@@ -48,8 +48,8 @@ def main() -> None:
     if not (data / "u.data").is_file():
         print(f"skipped: MovieLens 100K not found at {data} (u.data missing); pass --data DIR")
         return
+    from recsys_spark.app.session import build_session
     from recsys_spark.config import SparkConfig
-    from recsys_spark.session import build_session
 
     spark = build_session(SparkConfig(master="local[2]", app_name="bench-models", conf={
         "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
@@ -58,7 +58,7 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     tables = [("MovieLens 100K", run_dataset(spark, movielens(data), models, args.overrides, data / "u.item"))]
     if args.generated:
-        from recsys_spark.sample_data import generate_interactions
+        from recsys_spark.data.sample_data import generate_interactions
 
         generated = generate_interactions(n_users=3000, n_items=1500, n_interactions=120_000, seed=7)
         tables.append(("generated (3000 users, 1500 items, 120k draws, seed 7)",
@@ -80,9 +80,9 @@ def run_dataset(spark, raw: pd.DataFrame, models, overrides, item_features) -> p
     from pyspark.sql import functions as F
 
     from recsys_spark.config import PrepareConfig
-    from recsys_spark.prepare import PreparedData, prepare
-    from recsys_spark.schema import ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
-    from recsys_spark.split import random_split
+    from recsys_spark.data.prepare import PreparedData, prepare
+    from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
+    from recsys_spark.data.split import random_split
 
     prepared = prepare(spark.createDataFrame(raw), PrepareConfig())
     train, test = random_split(prepared.interactions, fraction=0.2, min_history=5, seed=42)
@@ -108,10 +108,10 @@ def run_dataset(spark, raw: pd.DataFrame, models, overrides, item_features) -> p
 def evaluate_model(kind: str, prepared, test_ids, overrides) -> dict:
     """Train `kind` with the config defaults plus overrides, score the top 10, compute the metrics."""
     from recsys_spark.config import load_config
-    from recsys_spark.evaluation import catalog_metrics, ranking_metrics
+    from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
+    from recsys_spark.evaluation.metrics import catalog_metrics, ranking_metrics
     from recsys_spark.models.registry import TRAINERS
-    from recsys_spark.schema import ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
-    from recsys_spark.scoring import recommend
+    from recsys_spark.serving.scoring import recommend
 
     cfg = load_config(None, [f"model.kind={kind}"] + list(overrides))
     cfg.score.top_n = 10

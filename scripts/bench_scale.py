@@ -1,7 +1,7 @@
 """The whole nightly pipeline at growing sizes: seconds per stage and peak memory per size.
 
 For each size (interactions; users = size / 20, items = size / 200) it generates Parquet
-interactions with recsys_spark.sample_data, then runs recsys_spark.pipeline.run_nightly in a
+interactions with recsys_spark.data.sample_data, then runs recsys_spark.app.nightly.run_nightly in a
 fresh process (its own local SparkSession) while sampling the resident memory (/proc) of the
 driver Python, the JVM and the Python workers. Prints one line per size, writes a JSON and a PNG.
 
@@ -91,10 +91,10 @@ class MemorySampler(threading.Thread):
 
 def run_one(args) -> dict:
     """Generate (or reuse) the data for one size and run the nightly pipeline on it."""
+    from recsys_spark.app.nightly import run_nightly
+    from recsys_spark.app.session import build_session
     from recsys_spark.config import load_config
-    from recsys_spark.pipeline import run_nightly
-    from recsys_spark.sample_data import write_interactions
-    from recsys_spark.session import build_session
+    from recsys_spark.data.sample_data import write_interactions
 
     size, root = args.one, Path(args.workdir)
     n_users, n_items = shape(size)

@@ -4,7 +4,7 @@ Generates random user and item factors (seeded) and per-user seen items, writes 
 Parquet, then measures user-item pairs per second of
   (a) pyspark.ml ALSModel.recommendForAllUsers on exactly these factors (no seen filtering),
   (b) numpy GEMM alone in this process (all BLAS threads, item blocks, no selection),
-  (c) recsys_spark.scoring.recommend with seen items masked, written to Spark's noop sink.
+  (c) recsys_spark.serving.scoring.recommend with seen items masked, written to Spark's noop sink.
 (a) and (c) first run once on 5% of the users (JVM JIT, Python workers), then --repeats timed runs
 (median reported).
 The last line is `recommendForAllUsers_ratio=<c/a> gemm_ratio=<c/b>`.
@@ -119,11 +119,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import functions as F
 
+    from recsys_spark.app.session import build_session
     from recsys_spark.config import ScoreConfig, SparkConfig
-    from recsys_spark.factor_model import FactorModel
     from recsys_spark.kernels.engines import resolve_precision
-    from recsys_spark.scoring import recommend
-    from recsys_spark.session import build_session
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.serving.scoring import recommend
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scoring-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Training speed: WALS (TensorFlow on the driver) vs Spark ML ALS (implicit), seconds per iteration.
 
-For each size, generates interactions with recsys_spark.sample_data.iter_interactions, merges
+For each size, generates interactions with recsys_spark.data.sample_data.iter_interactions, merges
 duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
   (a) WALS: recsys_spark.kernels.wals_tf.fit, seconds of each iteration (both half-steps), median;
   (b) Spark ML ALS, implicitPrefs, same rank, on local[2]: after an untimed warm-up fit (first size),
@@ -57,7 +57,7 @@ def parse_args(argv=None):
 
 def generate(n_interactions: int, n_users: int, n_items: int, seed: int = 42):
     """(users, items, weights, n_users, n_items): duplicates merged, dense indexes."""
-    from recsys_spark.sample_data import iter_interactions
+    from recsys_spark.data.sample_data import iter_interactions
 
     keys, weights = [], []
     for frame in iter_interactions(n_users, n_items, n_interactions, seed=seed):
@@ -106,8 +106,8 @@ def time_spark_als(spark, path: Path, rank: int, iterations: int, warm_up: bool)
 
 def build_spark(master: str, driver_memory: str, workdir: Path):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from recsys_spark.app.session import build_session
     from recsys_spark.config import SparkConfig
-    from recsys_spark.session import build_session
 
     spark = build_session(SparkConfig(master=master, app_name="bench-training", conf={
         "spark.driver.memory": driver_memory, "spark.ui.enabled": "false",

@@ -11,8 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
+    from recsys_spark.app.session import build_session
     from recsys_spark.config import SparkConfig
-    from recsys_spark.session import build_session
 
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = build_session(SparkConfig(

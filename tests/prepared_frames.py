@@ -7,7 +7,7 @@ import pandas as pd
 def prepared_from_pandas(spark, frame):
     """PreparedData straight from a pandas frame (user_id, item_id, weight): duplicates summed,
     indexes in id order, as prepare() gives, without its Spark jobs."""
-    from recsys_spark.prepare import PreparedData
+    from recsys_spark.data.prepare import PreparedData
 
     merged = frame.groupby(["user_id", "item_id"], as_index=False).weight.sum()
     user_ids, users = np.unique(merged.user_id.to_numpy(), return_inverse=True)

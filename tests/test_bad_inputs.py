@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from recsys_spark.cli import main
+from recsys_spark.app.cli import main
 
 FAST = ["--set", "model.kind=popularity", "--quiet"]
 BIG = 9007199254740993  # 2**53 + 1: not representable as a double, so any float round trip shows

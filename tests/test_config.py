@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recsys_spark.cli import main
+from recsys_spark.app.cli import main
 from recsys_spark.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

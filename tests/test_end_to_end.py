@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from recsys_spark.cli import main
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.app.cli import main
+from recsys_spark.data.sample_data import generate_interactions
 from tests.reference import precision_at_k
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from recsys_spark.config import load_config
-from recsys_spark.evaluate import evaluate, manifest_metrics, predict_pairs, split_prepared, write_evaluation
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.prepare import prepare
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.data.prepare import prepare
+from recsys_spark.data.sample_data import generate_interactions
+from recsys_spark.evaluation.holdout import evaluate, manifest_metrics, predict_pairs, split_prepared
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.storage.reports import write_evaluation
 
 SMALL_ALS = ["model.kind=als", "model.rank=16", "model.als.max_iter=6", "model.als.reg_param=0.05",
              "score.batch_users=256"]

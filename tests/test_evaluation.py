@@ -5,8 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from recsys_spark.evaluation import (EvaluationError, catalog_metrics, popularity_ranks, ranking_metrics,
-                                     rating_metrics)
+from recsys_spark.evaluation.metrics import (
+    EvaluationError,
+    catalog_metrics,
+    popularity_ranks,
+    ranking_metrics,
+    rating_metrics,
+)
 
 RECS_SCHEMA = "user_id string, rank int, item_id string, score float"
 TEST_SCHEMA = "user_id string, item_id string, weight double"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys_spark.cli import main
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.app.cli import main
+from recsys_spark.data.sample_data import generate_interactions
 
 EARLIER, DATE = "2026-03-01", "2026-03-02"
 FAST = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
@@ -42,7 +42,7 @@ def _start(args: list, fault: str | None = None, master: str | None = None) -> s
     if fault:
         env["RECSYS_SPARK_FAULT"] = fault
     extra = ["--set", f"spark.master={master}"] if master else []
-    return subprocess.Popen([sys.executable, "-m", "recsys_spark.cli", *args, *extra], env=env,
+    return subprocess.Popen([sys.executable, "-m", "recsys_spark.app.cli", *args, *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 

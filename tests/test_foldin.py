@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.foldin import FoldInError, add_new_users, fold_in
 from recsys_spark.kernels.least_squares import gramian, solve_users
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.foldin import FoldInError, add_new_users, fold_in
 
 PARAMS = {"unobserved_weight": 0.5, "reg": 0.03, "reg_exponent": 1.0, "confidence": "linear", "alpha": 2.0}
 
@@ -79,8 +79,8 @@ def test_fold_in_new_users_on_executors_equals_dense_solve(spark):
 def test_fold_in_of_a_trained_users_row_equals_the_exact_solve(spark):
     pytest.importorskip("tensorflow")
     from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+    from recsys_spark.data.sample_data import generate_interactions
     from recsys_spark.models import wals
-    from recsys_spark.sample_data import generate_interactions
     from tests.prepared_frames import prepared_from_pandas
 
     frame = generate_interactions(50, 30, 600, seed=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.data.sample_data import generate_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
@@ -21,7 +21,7 @@ def test_packaged_job_runs_with_spark_submit(tmp_path):
     assert {"jobs", "conf", "recsys_spark.zip"} <= set(os.listdir(dist))
     assert any(n.endswith(".whl") for n in os.listdir(dist))
     names = zipfile.ZipFile(dist / "recsys_spark.zip").namelist()
-    assert "recsys_spark/pipeline.py" in names and not any(n.endswith((".pyc", ".pkl", ".pickle")) for n in names)
+    assert "recsys_spark/app/nightly.py" in names and not any(n.endswith((".pyc", ".pkl", ".pickle")) for n in names)
 
     source = tmp_path / "interactions.csv"
     generate_interactions(n_users=30, n_items=15, n_interactions=300, seed=4).to_csv(source, index=False)

@@ -1,7 +1,7 @@
 import pytest
 
 from recsys_spark.config import PrepareConfig
-from recsys_spark.prepare import PrepareError, prepare
+from recsys_spark.data.prepare import PrepareError, prepare
 
 RAW = "user_id string, item_id string, weight string, ts string"
 

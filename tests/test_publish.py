@@ -10,12 +10,26 @@ import sys
 import pandas as pd
 import pytest
 
-from recsys_spark import fs
-from recsys_spark.audit import AuditError, QualityGateError, audit_recs, audit_similar, quality_gate, require_clean
-from recsys_spark.layout import DateLayout, UnsafePathError, check_name, new_run_id, table_path, under
-from recsys_spark.lock import DateLock, LockedError
-from recsys_spark.publish import (apply_retention, clean_date, published_dates, published_manifest, published_run,
-                                  publish, seal)
+from recsys_spark.storage import fs
+from recsys_spark.storage.audit import (
+    AuditError,
+    QualityGateError,
+    audit_recs,
+    audit_similar,
+    quality_gate,
+    require_clean,
+)
+from recsys_spark.storage.layout import DateLayout, UnsafePathError, check_name, new_run_id, table_path, under
+from recsys_spark.storage.lock import DateLock, LockedError
+from recsys_spark.storage.publish import (
+    apply_retention,
+    clean_date,
+    publish,
+    published_dates,
+    published_manifest,
+    published_run,
+    seal,
+)
 
 RECS = "user_id string, rank int, item_id string, score float, source string"
 SIMILAR = "item_id string, rank int, similar_item_id string, score float"

@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from recsys_spark import fs
-from recsys_spark.audit import QualityGateError
+from recsys_spark.app.nightly import run_nightly
 from recsys_spark.config import load_config
-from recsys_spark.pipeline import run_nightly
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.data.sample_data import generate_interactions
+from recsys_spark.storage import fs
+from recsys_spark.storage.audit import QualityGateError
 
 SETTINGS = ["model.kind=popularity", "evaluate.enabled=true", "evaluate.models=[popularity]", "evaluate.ks=[10]",
             "publish.max_metric_drop=0.2"]

@@ -4,8 +4,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from recsys_spark.cli import main
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.app.cli import main
+from recsys_spark.data.sample_data import generate_interactions
 
 
 def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):

@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 from matplotlib import image
 
-from recsys_spark.report import (METRICS_PLOT, POPULARITY_PLOT, REPORT_FILE, SCORES_PLOT, metrics_table,
-                                 popularity_profile, score_histogram, write_report)
+from recsys_spark.evaluation.report import (
+    METRICS_PLOT,
+    POPULARITY_PLOT,
+    REPORT_FILE,
+    SCORES_PLOT,
+    metrics_table,
+    popularity_profile,
+    score_histogram,
+)
+from recsys_spark.storage.reports import write_report
 
 RECS_SCHEMA = "user_id string, rank int, item_id string, score float"
 

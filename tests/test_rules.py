@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from recsys_spark.config import RulesConfig, ScoreConfig
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.prepare import PreparedData
-from recsys_spark.rules import RulesError, build_rules
-from recsys_spark.scoring import recommend
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.serving.rules import RulesError, build_rules
+from recsys_spark.serving.scoring import recommend
 
 N_USERS, N_ITEMS, RANK, TOP = 12, 15, 4, 6
 MODEL_USERS = range(9)  # users 9..11 have no factors
@@ -106,7 +106,7 @@ def test_rule_table_without_item_id_is_rejected(spark, world):
 
 def test_similar_items_take_neighbours_only_among_allowed_items(spark, world):
     from recsys_spark.config import SimilarConfig
-    from recsys_spark.similarity import similar_items
+    from recsys_spark.serving.similarity import similar_items
 
     model, prepared, _, items, _ = world
     exclude_items, include = {3, 5}, set(range(N_ITEMS)) - {0, 1}

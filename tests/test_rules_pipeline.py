@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from recsys_spark.cli import main
-from recsys_spark.sample_data import generate_interactions
+from recsys_spark.app.cli import main
+from recsys_spark.data.sample_data import generate_interactions
 
 FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--quiet"]
 TOP = 10

@@ -4,9 +4,9 @@ against the input. Timings live in scripts/bench_scale.py, not here."""
 import pytest
 from pyspark.sql import functions as F
 
+from recsys_spark.app.nightly import run_nightly
 from recsys_spark.config import load_config
-from recsys_spark.pipeline import run_nightly
-from recsys_spark.sample_data import write_interactions
+from recsys_spark.data.sample_data import write_interactions
 
 pytestmark = pytest.mark.slow
 

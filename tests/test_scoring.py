@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from recsys_spark.config import ScoreConfig, SimilarConfig
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.scoring import recommend
-from recsys_spark.similarity import similar_items
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.serving.scoring import recommend
+from recsys_spark.serving.similarity import similar_items
 from tests.reference import cosine_reference, top_n_reference
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_spark.sample_data import generate_interactions
-from recsys_spark.split import SplitError, last_n_split, parse_cutoff, random_split, split, time_split
+from recsys_spark.data.sample_data import generate_interactions
+from recsys_spark.data.split import SplitError, last_n_split, parse_cutoff, random_split, split, time_split
 
 COLS = ["user_id", "item_id", "weight", "ts"]
 

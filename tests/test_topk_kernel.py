@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 
-from recsys_spark.kernels.fallback import fill_from_ranking
 from recsys_spark.kernels import topk
 from recsys_spark.kernels.engines import cpu_has_amx_bf16, resolve_precision
+from recsys_spark.kernels.fallback import fill_from_ranking
 from recsys_spark.kernels.topk import MISSING, prepare_items, top_n
 from tests.reference import top_n_reference
-
 
 PRECISIONS = pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from recsys_spark.config import AutoencoderConfig, ContentConfig, MfConfig, ModelConfig, TrainConfig, TwoTowerConfig
+from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.models.driver_data import Interactions
-from recsys_spark.sample_data import generate_interactions
 
 
 def _index(frame: pd.DataFrame) -> Interactions:
@@ -206,9 +206,10 @@ def test_content_beats_popularity_with_planted_features():
 def test_train_entry_points_build_factor_models(spark, tmp_path):
     """The Spark glue: prepare -> train(prepared, model_cfg, train_cfg) -> FactorModel, with features from a CSV."""
     from recsys_spark.config import PrepareConfig
+    from recsys_spark.data.prepare import prepare
     from recsys_spark.models import content, two_tower
     from recsys_spark.models.content import content_vectors
-    from recsys_spark.prepare import prepare
+    from recsys_spark.storage.readers import read_item_features
 
     frame = generate_interactions(n_users=60, n_items=30, n_interactions=800, seed=4)
     prepared = prepare(spark.createDataFrame(frame), PrepareConfig())
@@ -216,14 +217,15 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
     item_ids = sorted(frame.item_id.unique())
     pd.DataFrame({"item_id": item_ids[:-3], "f0": 1.0, "f1": np.arange(len(item_ids) - 3, dtype=float)}).to_csv(features, index=False)
     with_features = ContentConfig(features_path=str(features))
+    feature_frame = read_item_features(spark, str(features))
 
     cfg = ModelConfig(rank=4, seed=3, content=with_features,
                       two_tower=TwoTowerConfig(epochs=2, batch_size=64, item_features=True))
-    model = two_tower.train(prepared, cfg, TrainConfig())
+    model = two_tower.train(prepared, cfg, TrainConfig(), feature_frame)
     assert model.kind == "two_tower" and model.rank == 4
     assert model.item_factor_matrix().shape == (prepared.n_items, 4)
 
-    model = content.train(prepared, ModelConfig(content=with_features), TrainConfig())
+    model = content.train(prepared, ModelConfig(content=with_features), TrainConfig(), feature_frame)
     items = model.item_factor_matrix()
     assert model.kind == "content" and items.shape == (prepared.n_items, 2)
     assert np.all(items[-3:] == 0.0)  # the last three items have no features
@@ -239,7 +241,7 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
 
 
 def test_read_movielens_item_genres(spark, tmp_path):
-    from recsys_spark.item_features import read_item_features
+    from recsys_spark.storage.readers import read_item_features
 
     path = tmp_path / "u.item"
     flags = ["0"] * 19

@@ -2,10 +2,11 @@
 
 import pytest
 
-from recsys_spark.config import ConfigError, load_config
-from recsys_spark.prepare import prepare
-from recsys_spark.sample_data import generate_interactions
-from recsys_spark.tune import parse_param, search_points, tune, with_overrides, write_tune
+from recsys_spark.config import ConfigError, load_config, parse_param, with_overrides
+from recsys_spark.data.prepare import prepare
+from recsys_spark.data.sample_data import generate_interactions
+from recsys_spark.evaluation.tune import search_points, tune
+from recsys_spark.storage.reports import write_tune
 
 
 def test_grid_and_random_points():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.kernels.confidence import bm25_statistics, confidence, row_regularization
-from recsys_spark.sample_data import generate_interactions
 
 tf = pytest.importorskip("tensorflow")
 from recsys_spark.kernels import wals_tf  # noqa: E402
@@ -145,10 +145,10 @@ def test_train_builds_a_factor_model_with_history(spark):
 
 def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
     from recsys_spark.config import Config, ModelConfig, TrainConfig
+    from recsys_spark.data.prepare import prepare
     from recsys_spark.models.driver_data import BYTES_PER_INTERACTION, DriverMemoryError
     from recsys_spark.models.registry import train_model
     from recsys_spark.models.wals import bytes_per_interaction
-    from recsys_spark.prepare import prepare
 
     frame = spark.createDataFrame(generate_interactions(n_users=40, n_items=20, n_interactions=400, seed=2))
     prepared = prepare(frame, Config().prepare)

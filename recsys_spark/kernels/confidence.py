@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys_spark.errors import ConfidenceError
+
 CONFIDENCE_SCHEMES = ("linear", "log", "bm25")
 
 
@@ -21,10 +23,6 @@ def bm25_statistics(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n
     idf = np.maximum(np.log(n_users / (1.0 + users_per_item)), 0.0)
     user_total = np.bincount(users, weights=weights.astype(np.float64), minlength=n_users)
     return idf, float(user_total.mean()) if n_users else 1.0
-
-
-class ConfidenceError(ValueError):
-    """Weights too large for the trainer's float32 confidences."""
 
 
 def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str = "linear",

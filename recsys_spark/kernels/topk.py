@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys_spark.errors import ModelError
 from recsys_spark.kernels.engines import Float32Engine, exact_scores, make_engine, resolve_precision
 
 MISSING = -1
@@ -48,7 +49,7 @@ def prepare_items(item_factors: np.ndarray, block_items: int = 4096, precision: 
     """Order, block and load the items once, for many top_n calls (e.g. once per Spark worker)."""
     item_factors = np.asarray(item_factors, dtype=np.float32)
     if not np.isfinite(item_factors).all():
-        raise ValueError("factors contain NaN or infinity; retrain the model or fix its factor tables")
+        raise ModelError("factors contain NaN or infinity; retrain the model or fix its factor tables")
     norms = np.linalg.norm(item_factors.astype(np.float64), axis=1)
     order = np.argsort(-norms, kind="stable").astype(np.int32)
     items = np.ascontiguousarray(item_factors[order])
@@ -93,7 +94,7 @@ def top_n(
     if n_users == 0 or n_items == 0:
         return best_idx, best_score
     if not np.isfinite(user_vectors).all():
-        raise ValueError("factors contain NaN or infinity; retrain the model or fix its factor tables")
+        raise ModelError("factors contain NaN or infinity; retrain the model or fix its factor tables")
     _run(user_vectors, items, *_seen_pairs_by_block(n_users, seen_indptr, seen_indices, items), best_idx, best_score)
     best_idx[best_score == -np.inf] = MISSING
     return best_idx, best_score

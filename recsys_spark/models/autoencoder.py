@@ -23,11 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_spark.config import AutoencoderConfig, ModelConfig, TrainConfig
-from recsys_spark.factor_model import FactorModel
+from recsys_spark.data.prepare import PreparedData
 from recsys_spark.models.driver_data import Interactions, collect_interactions
+from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.models.tf_training import (
-    Csr, EarlyStopping, EpochLog, batches, recall_at_k, set_seed, split_validation)
-from recsys_spark.prepare import PreparedData
+    Csr,
+    EarlyStopping,
+    EpochLog,
+    batches,
+    recall_at_k,
+    set_seed,
+    split_validation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,8 @@ class AutoencoderFit:
     history: list
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features=None) -> FactorModel:
     """Train the autoencoder on the driver and return its factors."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                 train_cfg.driver_max_bytes)

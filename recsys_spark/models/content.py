@@ -16,29 +16,24 @@ import numpy as np
 from pyspark.sql import DataFrame
 
 from recsys_spark.config import ModelConfig, TrainConfig
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.item_features import feature_matrix, read_item_features
+from recsys_spark.data.item_features import feature_matrix
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.errors import ConfigError
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.prepare import PreparedData
+from recsys_spark.models.factor_model import FactorModel
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # interactions summed at a time, to bound the temporary (chunk x features) block
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
-    """Build content vectors from the item features file named by model.content.features_path."""
-    cfg = model_cfg.content
-    if not cfg.features_path:
-        raise ValueError("model.kind=content needs item features: set model.content.features_path "
-                         "(CSV/Parquet with item_id and features, or MovieLens u.item)")
-    features = read_item_features(prepared.interactions.sparkSession, cfg.features_path, cfg.features_format)
-    return train_with_features(prepared, features, model_cfg, train_cfg)
-
-
-def train_with_features(prepared: PreparedData, item_features: DataFrame, model_cfg: ModelConfig,
-                        train_cfg: TrainConfig) -> FactorModel:
-    """Content vectors from an (item_id, features array<float>) DataFrame."""
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features: DataFrame | None = None) -> FactorModel:
+    """Content vectors from an (item_id, features array<float>) DataFrame (read from
+    model.content.features_path by the caller)."""
+    if item_features is None:
+        raise ConfigError("model.kind=content needs item features: set model.content.features_path "
+                          "(CSV/Parquet with item_id and features, or MovieLens u.item)")
     started = time.time()
     matrix = feature_matrix(item_features, prepared.item_ids, prepared.n_items)
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,

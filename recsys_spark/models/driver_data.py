@@ -13,15 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 from pyspark.sql import DataFrame
 
-from recsys_spark.schema import ITEM_INDEX, USER_INDEX, WEIGHT
+from recsys_spark.data.schema import ITEM_INDEX, USER_INDEX, WEIGHT
+from recsys_spark.errors import DriverMemoryError
 
 log = logging.getLogger(__name__)
 
 BYTES_PER_INTERACTION = 4 + 4 + 4
-
-
-class DriverMemoryError(MemoryError):
-    """The interactions do not fit the driver budget; use Spark ALS (model.kind=als)."""
 
 
 @dataclass

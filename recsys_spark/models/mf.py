@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_spark.config import MfConfig, ModelConfig, TrainConfig
-from recsys_spark.factor_model import FactorModel
+from recsys_spark.data.prepare import PreparedData
 from recsys_spark.models.driver_data import Interactions, collect_interactions
+from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.models.tf_training import EarlyStopping, EpochLog, batches, set_seed, split_validation
-from recsys_spark.prepare import PreparedData
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class MfFit:
     history: list
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features=None) -> FactorModel:
     """Train biased MF on the prepared weights (ratings) and return its folded factors."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                 train_cfg.driver_max_bytes)

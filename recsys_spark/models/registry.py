@@ -1,36 +1,41 @@
-"""Pick the trainer named by model.kind; every trainer returns a FactorModel."""
+"""Pick the trainer named by model.kind; every trainer returns a FactorModel.
+
+Each trainer module exposes `train(prepared, model_cfg, train_cfg, item_features=None)`;
+`item_features` (item_id, features) is read by the caller when ModelConfig.uses_item_features().
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 
-from recsys_spark.config import Config
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.prepare import PreparedData
+from pyspark.sql import DataFrame
+
+from recsys_spark.config import MODEL_KINDS, Config
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.models import autoencoder, content, mf, popularity, spark_als, two_tower, wals
+from recsys_spark.models.factor_model import FactorModel
 
 log = logging.getLogger(__name__)
 
-# model.kind -> module under recsys_spark.models exposing train(prepared, model_cfg, train_cfg)
 TRAINERS = {
-    "als": "spark_als",
-    "wals": "wals",
-    "mf": "mf",
-    "two_tower": "two_tower",
-    "autoencoder": "autoencoder",
-    "content": "content",
-    "popularity": "popularity",
+    "als": spark_als.train,
+    "wals": wals.train,
+    "mf": mf.train,
+    "two_tower": two_tower.train,
+    "autoencoder": autoencoder.train,
+    "content": content.train,
+    "popularity": popularity.train,
 }
+assert set(TRAINERS) == set(MODEL_KINDS), "every model.kind needs a trainer"
 
 
-def train_model(prepared: PreparedData, cfg: Config) -> FactorModel:
+def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None) -> FactorModel:
     """Train the model named by cfg.model.kind on prepared interactions."""
     kind = cfg.model.kind
-    module = importlib.import_module(f"recsys_spark.models.{TRAINERS[kind]}")
     started = time.time()
     log.info("train: %s on %d interactions, rank %d", kind, prepared.stats.get("interactions", -1), cfg.model.rank)
-    model = module.train(prepared, cfg.model, cfg.train)
+    model = TRAINERS[kind](prepared, cfg.model, cfg.train, item_features)
     seconds = time.time() - started
     model.metadata.setdefault("kind", kind)
     model.metadata["train_seconds"] = round(seconds, 3)

@@ -8,9 +8,9 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import functions as F
 
 from recsys_spark.config import ModelConfig, TrainConfig
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.prepare import PreparedData
-from recsys_spark.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
+from recsys_spark.models.factor_model import FactorModel
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def build_als(model_cfg: ModelConfig, parallelism: int = 10) -> ALS:
     )
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features=None) -> FactorModel:
     """Fit Spark ML ALS on the prepared interactions."""
     spark = prepared.interactions.sparkSession
     if spark.sparkContext.getCheckpointDir() is None:

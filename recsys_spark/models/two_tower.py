@@ -17,14 +17,23 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from pyspark.sql import DataFrame
 
 from recsys_spark.config import ModelConfig, TrainConfig, TwoTowerConfig
-from recsys_spark.factor_model import FactorModel
-from recsys_spark.item_features import feature_matrix, read_item_features
+from recsys_spark.data.item_features import feature_matrix
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.errors import ConfigError
 from recsys_spark.models.driver_data import Interactions, collect_interactions
+from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.models.tf_training import (
-    Csr, EarlyStopping, EpochLog, batches, recall_at_k, set_seed, split_validation)
-from recsys_spark.prepare import PreparedData
+    Csr,
+    EarlyStopping,
+    EpochLog,
+    batches,
+    recall_at_k,
+    set_seed,
+    split_validation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +49,17 @@ class TwoTowerFit:
     history: list
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
-    """Train the two towers on the driver; item features from model.content.features_path when asked."""
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features: DataFrame | None = None) -> FactorModel:
+    """Train the two towers on the driver; with model.two_tower.item_features the item tower also
+    sees `item_features` (item_id, features), read from model.content.features_path by the caller."""
     cfg = model_cfg.two_tower
     features = None
     if cfg.item_features:
-        if not model_cfg.content.features_path:
-            raise ValueError("model.two_tower.item_features needs model.content.features_path; set it or turn item_features off")
-        spark = prepared.interactions.sparkSession
-        frame = read_item_features(spark, model_cfg.content.features_path, model_cfg.content.features_format)
-        features = feature_matrix(frame, prepared.item_ids, prepared.n_items)
+        if item_features is None:
+            raise ConfigError("model.two_tower.item_features needs model.content.features_path; "
+                              "set it or turn item_features off")
+        features = feature_matrix(item_features, prepared.item_ids, prepared.n_items)
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                 train_cfg.driver_max_bytes)
     fit = fit_two_tower(data, model_cfg.rank, cfg, model_cfg.seed, features)

@@ -15,15 +15,16 @@ import logging
 import numpy as np
 
 from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
-from recsys_spark.factor_model import FactorModel
+from recsys_spark.data.prepare import PreparedData
 from recsys_spark.kernels.confidence import bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.prepare import PreparedData
+from recsys_spark.models.factor_model import FactorModel
 
 log = logging.getLogger(__name__)
 
 
-def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig) -> FactorModel:
+def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          item_features=None) -> FactorModel:
     """Fit WALS on the prepared interactions; metadata records params, loss and seconds per iteration."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes,
                                 bytes_per_interaction(model_cfg.rank))

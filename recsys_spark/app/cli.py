@@ -1,0 +1,147 @@
+"""The `recsys-spark` command: the nightly run and its stages one by one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from recsys_spark.app import stages, studies
+from recsys_spark.app.nightly import run_nightly
+from recsys_spark.app.steps import RunPaths, parse_run_date
+from recsys_spark.config import Config, load_config, parse_param
+from recsys_spark.errors import EXIT_AUDIT, EXIT_CONFIG, EXIT_GATE, EXIT_INPUT, EXIT_LOCKED, NotFoundError, UserError
+
+STAGES = {
+    "run": "the whole nightly pipeline: prepare, train, score, similar, write",
+    "prepare": "validate, clean, aggregate, filter and index the input; keep it for the next stages",
+    "train": "train the model named by model.kind on the prepared data of the run date",
+    "score": "stage top-N recommendations for every user (user_recs); `publish` publishes them",
+    "similar": "stage the top-K similar items of every item (item_similar); `publish` publishes them",
+    "publish": "audit the tables `score` and `similar` staged for the run date (user_recs, and item_similar "
+               "unless similar.enabled is false) and publish them in one step",
+    "evaluate": "split the interactions, train every compared model (evaluate.models) on the train part, score the "
+                "held-out users and write the metrics table (OUTPUT/metrics) and a Markdown report with plots",
+    "tune": "search conf values on a validation split carved from the evaluate train split; "
+            "write the best conf (YAML) and all trials",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys-spark",
+        description="Nightly top-N recommendations and item similarity on Spark.",
+        epilog="Tables land in OUTPUT/user_recs/run_date=YYYY-MM-DD and OUTPUT/item_similar/run_date=YYYY-MM-DD. "
+               f"Exit codes: 0 done (published), {EXIT_INPUT} input unusable, {EXIT_CONFIG} bad arguments or "
+               f"configuration, {EXIT_AUDIT} audit or row accounting failed (nothing published), {EXIT_GATE} quality "
+               f"gate refused the run (yesterday's tables stay), {EXIT_LOCKED} another run of the date holds its lock.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in STAGES.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name in ("run", "prepare", "evaluate", "tune"):
+            cmd.add_argument("--input", help="interactions: CSV/TSV file or directory, Parquet, or a table name "
+                                             "(default: input.path from the config)")
+        if name == "score":
+            cmd.add_argument("--input", help="with --model: new interactions to score with that saved model; users "
+                                             "it has not seen get factors by fold-in, without retraining")
+        cmd.add_argument("--output", help="output directory (default: output.path from the config, ./warehouse)")
+        cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
+        if name in ("score", "similar"):
+            cmd.add_argument("--model", help="directory of a saved model (default: the run date's model)")
+        if name == "evaluate":
+            cmd.add_argument("--report-dir", help="local directory for report.md and its PNG plots "
+                                                  "(default: ./reports/RUN_DATE)")
+        if name == "tune":
+            cmd.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=V1,V2,...",
+                             help="values to try for one conf key, e.g. --param model.rank=32,64 "
+                                  "--param model.wals.reg=0.01,0.1 (repeatable; adds to tune.params)")
+            cmd.add_argument("--best-conf", help="where to write the best conf as YAML "
+                                                 "(default: OUTPUT/tune/best.yaml); trials go to OUTPUT/tune/trials")
+        cmd.add_argument("--conf", help="YAML config file (default: built-in defaults, as in conf/local.yaml)")
+        cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                         help="override one config key, e.g. --set model.kind=wals --set score.top_n=20 (repeatable)")
+        cmd.add_argument("--quiet", action="store_true", help="log warnings only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, run_date = checked_arguments(args)
+        output = (args.output or cfg.output.path).rstrip("/")
+        from recsys_spark.app.session import build_session
+
+        spark = build_session(cfg.spark)
+        summary = run_command(spark, cfg, args, RunPaths(output, run_date))
+    except UserError as exc:  # one line and the documented exit code; anything else is a bug and keeps its trace
+        print(f"recsys-spark: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print_summary(summary)
+    return 0
+
+
+def checked_arguments(args) -> tuple[Config, str]:
+    """The config and run date, with every check that needs no Spark done before it starts."""
+    cfg = load_config(args.conf, args.overrides)
+    run_date = parse_run_date(args.run_date)
+    if args.command == "score" and args.input and not args.model:
+        raise NotFoundError("score --input needs --model DIR: the saved model to score the new input with")
+    if args.command == "tune":
+        from recsys_spark.evaluation.tune import trial_configs
+
+        cfg.tune.params.update(parse_param(p) for p in args.params)
+        cfg.validate()
+        trial_configs(cfg)
+    return cfg, run_date
+
+
+def run_command(spark, cfg: Config, args, paths: RunPaths):
+    if args.command == "run":
+        return run_nightly(spark, cfg, args.input, paths.output, paths.run_date)
+    if args.command == "prepare":
+        return stages.stage_prepare(spark, cfg, args.input, paths)
+    if args.command == "train":
+        return stages.stage_train(spark, cfg, paths)
+    if args.command == "score" and args.input:
+        return stages.score_new_input(spark, cfg, paths, args.model, args.input)
+    if args.command == "score":
+        return stages.stage_score(spark, cfg, paths, args.model)
+    if args.command == "similar":
+        return stages.stage_similar(spark, cfg, paths, args.model)
+    if args.command == "publish":
+        return stages.stage_publish(spark, cfg, paths)
+    if args.command == "evaluate":
+        return studies.run_evaluate(spark, cfg, args.input, paths, args.report_dir)
+    return studies.run_tune(spark, cfg, args.input, paths, args.best_conf)
+
+
+def print_summary(summary) -> None:
+    paths = summary.paths
+    print(f"\nrun_date {paths.run_date}, output {paths.output}")
+    for table, rows in summary.counts.items():
+        print(f"  {table:<14} {rows:>12,} rows  {paths.output}/{table}/run_date={paths.run_date}"
+              if table in ("user_recs", "item_similar") else f"  {table:<14} {rows:>12,}")
+    if summary.timings:
+        print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.timings.items()))
+    run_id = summary.manifest.get("run_id")
+    if run_id:
+        current = f"{paths.output}/_runs/{paths.run_date}/current"
+        print(f"published run {run_id}: manifest {current}/manifest.json, quarantine {current}/quarantine")
+    for model, values in (summary.manifest.get("metrics") or {}).items():
+        print(f"  {model:<12} " + "  ".join(f"{name} {value:.4f}" for name, value in values.items()
+                                           if name.split("@")[0] in ("precision", "recall", "ndcg", "map")))
+    if summary.manifest.get("best"):
+        print("best: " + ", ".join(f"{k}={v}" for k, v in summary.manifest["best"].items()))
+    for path in summary.manifest.get("files") or []:
+        print(f"wrote {path}")
+    if "user_recs" in summary.counts:
+        print("query them with Spark SQL, e.g.:\n"
+              f"  SELECT user_id, rank, item_id, score FROM parquet.`{paths.output}/user_recs` "
+              f"WHERE run_date = '{paths.run_date}' ORDER BY user_id, rank LIMIT 20")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The steps of a run, each written once: the nightly composition (nightly.py) and the stage
+commands (stages.py) call the same functions.
+
+A run is written to a hidden staging directory, audited, sealed with its manifest and `_SUCCESS`,
+then published in one step (storage/publish.py and docs/publishing.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+
+from recsys_spark.config import Config
+from recsys_spark.data.prepare import PreparedData, prepare
+from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
+from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, USER_ID, USER_INDEX, USER_RECS
+from recsys_spark.errors import ConfigError
+from recsys_spark.faults import fail_first_attempt, fault_point
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.registry import train_model
+from recsys_spark.serving.rules import Rules, build_rules, item_pools, served_users
+from recsys_spark.serving.scoring import recommend
+from recsys_spark.serving.similarity import similar_items
+from recsys_spark.serving.tables import item_similar_table, user_recs_table
+from recsys_spark.storage import audit, fs, readers
+from recsys_spark.storage.layout import DateLayout, table_path
+from recsys_spark.storage.manifest import base_manifest
+from recsys_spark.storage.publish import (
+    apply_retention,
+    clean_date,
+    last_published_manifest,
+    publish,
+    resolve_mode,
+    seal,
+)
+
+log = logging.getLogger(__name__)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+RULE_TABLES = ("exclude_items", "exclude_user_items", "include_items")
+
+
+def parse_run_date(value: str | None) -> str:
+    """The run date as YYYY-MM-DD (today in UTC when not given); rejects anything else."""
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc).date().isoformat()
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"run date must be YYYY-MM-DD; got {value!r}") from None
+
+
+@dataclass
+class RunPaths:
+    """The output root and run date of a command (paths themselves: layout.DateLayout)."""
+    output: str
+    run_date: str
+
+    @property
+    def layout(self) -> DateLayout:
+        return DateLayout(self.output, self.run_date)
+
+    @property
+    def prepared(self) -> str:
+        return self.layout.prepared
+
+    @property
+    def model(self) -> str:
+        return self.layout.model
+
+
+@dataclass
+class RunSummary:
+    paths: RunPaths
+    timings: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+@contextmanager
+def timed(name: str, timings: dict):
+    started = time.time()
+    log.info("%s: start", name)
+    yield
+    timings[name] = round(time.time() - started, 2)
+    log.info("%s: done in %.1fs", name, timings[name])
+
+
+def set_checkpoint_dir(spark: SparkSession, cfg: Config, output: str) -> None:
+    spark.sparkContext.setCheckpointDir(cfg.spark.checkpoint_dir or f"{output}/_checkpoints")
+
+
+def private_output(spark: SparkSession, cfg: Config, output: str) -> None:
+    """Files written from now on are not world-readable (Hadoop's umask for every writer)."""
+    spark.sparkContext._jsc.hadoopConfiguration().set("fs.permissions.umask-mode", cfg.publish.umask)
+    if not fs.exists(spark, output):
+        fs.mkdirs(spark, output)
+        fs.restrict_permissions(spark, output)
+
+
+# -- prepare ---------------------------------------------------------------------------------
+
+def read_and_prepare(spark: SparkSession, cfg: Config, source: str | None) -> tuple[PreparedData, DataFrame]:
+    """Read, split off malformed lines, prepare; returns the prepared data and the quarantine rows.
+
+    prepared.stats gains `input` (rows read, content hash, source).
+    """
+    raw = readers.read_interactions(spark, cfg.input, source)
+    profile = profile_input(raw)
+    wellformed, malformed = split_malformed(raw)
+    prepared = prepare(wellformed, cfg.prepare, cfg.input.id_type)
+    prepared.interactions = prepared.interactions.persist()
+    prepared.stats["input"] = {"source": source or cfg.input.path, **profile}
+    return prepared, quarantine_rows(malformed, prepared)
+
+
+def write_quarantine(spark: SparkSession, quarantine: DataFrame, path: str, prepared: PreparedData) -> int:
+    """Write the quarantine table, check the row accounting, record it in prepared.stats."""
+    quarantine.write.mode("overwrite").parquet(path)
+    count = spark.read.parquet(path).count()
+    prepared.stats["rows"] = account(prepared.stats["input"], prepared.stats, count)
+    return count
+
+
+def load_rules(spark: SparkSession, cfg: Config, prepared: PreparedData) -> Rules:
+    """The conf's rule tables (rules.*_path), read and mapped to the prepared indexes."""
+    tables = {name: readers.read_rule_table(spark, getattr(cfg.rules, f"{name}_path"), f"rules.{name}_path")
+              for name in RULE_TABLES if getattr(cfg.rules, f"{name}_path")}
+    return build_rules(prepared, cfg.rules, **tables)
+
+
+# -- train -----------------------------------------------------------------------------------
+
+def item_features(spark: SparkSession, cfg: Config, kinds: list[str] | None = None) -> DataFrame | None:
+    """The item features file (model.content.features_path) when a trainer of `kinds` (default
+    model.kind) uses it, else None."""
+    kinds = kinds or [cfg.model.kind]
+    if not any(cfg.model.uses_item_features(kind) for kind in kinds) or not cfg.model.content.features_path:
+        return None
+    return readers.read_item_features(spark, cfg.model.content.features_path, cfg.model.content.features_format)
+
+
+def train(spark: SparkSession, cfg: Config, prepared: PreparedData) -> FactorModel:
+    """Train model.kind on the prepared data, with item features when the trainer uses them."""
+    return train_model(prepared, cfg, item_features(spark, cfg))
+
+
+# -- score and similar -----------------------------------------------------------------------
+
+def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: Rules, path: str) -> None:
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    recs = user_recs_table(recommend(model, seen, cfg.score, rules=rules), model.kind)
+    fail_first_attempt(recs).write.mode("overwrite").parquet(path)
+
+
+def write_similar(cfg: Config, model: FactorModel, rules: Rules, path: str) -> None:
+    similar = similar_items(model, cfg.similar, cfg.score, rules=rules)
+    item_similar_table(similar, model.kind).write.mode("overwrite").parquet(path)
+
+
+def evaluate_run(spark: SparkSession, cfg: Config, prepared: PreparedData, run_id: str) -> dict | None:
+    """Manifest metrics {model: {metric@k: value}} when evaluate.enabled, else None."""
+    if not cfg.evaluate.enabled:
+        return None
+    from recsys_spark.evaluation.holdout import compared_models, evaluate, manifest_metrics
+
+    return manifest_metrics(evaluate(prepared, cfg, run_id, item_features(spark, cfg, compared_models(cfg))))
+
+
+# -- audit and publish -----------------------------------------------------------------------
+
+def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel,
+              rules: Rules) -> dict:
+    """Audit the tables staged in `run_dir` against the prepared data, the model and the rules;
+    raises AuditError."""
+    results = {}
+    items = item_pools(rules, prepared.item_ids, model.item_factors).persist()
+    restricted = rules.include_items is not None or rules.exclude_items is not None
+    if fs.exists(spark, table_path(run_dir, USER_RECS)):
+        results[USER_RECS] = audit_user_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), cfg, prepared,
+                                             model, rules, items)
+    if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
+        neighbours = None
+        if restricted:
+            neighbours = (items.filter("allowed")
+                          .join(model.item_factors.select(ITEM_INDEX, ITEM_ID), ITEM_INDEX).select(ITEM_ID))
+        results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
+                                                    model.item_factors.select(ITEM_ID), cfg.similar.top_k,
+                                                    neighbours)
+    items.unpersist()
+    audit.require_clean(results)
+    return results
+
+
+def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model: FactorModel, rules: Rules,
+                    items: DataFrame) -> dict:
+    """Audit counts of user_recs; items: rules.item_pools of the catalog."""
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    blocked = seen
+    if rules.exclude_user_items is not None:
+        blocked = seen.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX)).distinct()
+    expected = audit.expected_list_lengths(served_users(rules, model.user_factors), items, blocked, cfg.score.top_n)
+
+    def with_ids(pairs: DataFrame) -> DataFrame:
+        return pairs.join(prepared.user_ids, USER_INDEX).join(prepared.item_ids, ITEM_INDEX).select(USER_ID, ITEM_ID)
+
+    restricted = rules.include_items is not None or rules.exclude_items is not None
+    allowed = items.filter("model_pool OR fallback_pool").join(prepared.item_ids, ITEM_INDEX).select(ITEM_ID)
+    return audit.audit_recs(recs, expected, with_ids(seen),
+                            excluded=None if rules.exclude_user_items is None else with_ids(rules.exclude_user_items),
+                            allowed_items=allowed if restricted else None)
+
+
+@dataclass
+class Scored:
+    """What scored a run's tables, and what the audit checks them against."""
+    prepared: PreparedData
+    model: FactorModel
+    rules: Rules
+
+
+def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_id: str, scored: Scored,
+                      summary: RunSummary, **manifest_extra) -> dict:
+    """Audit the run staged under layout.staging(run_id), write its manifest, pass the quality gate,
+    seal and publish it in one step, clean the date and apply retention; returns the manifest.
+
+    Called under the date's lock, by `run` and by `publish` alike.
+    """
+    staging = layout.staging(run_id)
+    with timed("audit", summary.timings):
+        results = audit_run(spark, cfg, staging, scored.prepared, scored.model, scored.rules)
+    summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
+    manifest = base_manifest(cfg, layout, run_id, scored.prepared.stats, scored.model, scored.rules, results)
+    manifest.update(row_counts=summary.counts, audit=results, timings=summary.timings, **manifest_extra)
+    with timed("publish", summary.timings):
+        previous = last_published_manifest(spark, layout.root, layout.run_date)
+        manifest["quality_gate"] = audit.quality_gate(
+            manifest.get("metrics"), (previous or {}).get("metrics"), manifest["model"].get("kind", cfg.model.kind),
+            cfg.publish.gate_metric, cfg.publish.max_metric_drop)
+        manifest["compared_with_run"] = (previous or {}).get("run_id")
+        seal(spark, layout, run_id, manifest)
+        fault_point("audited")
+        replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
+        clean_date(spark, layout, keep={run_id, replaced} - {None})
+        apply_retention(spark, layout.root, cfg.publish.retention_days)
+    return manifest

@@ -1,0 +1,35 @@
+"""Offline studies: `recsys-spark evaluate` and `recsys-spark tune`, wired to storage."""
+
+from __future__ import annotations
+
+from recsys_spark.app.steps import RunPaths, RunSummary, item_features, read_and_prepare, timed
+from recsys_spark.config import Config
+from recsys_spark.evaluation.holdout import compared_models, evaluate, manifest_metrics
+from recsys_spark.evaluation.tune import tune
+from recsys_spark.storage.reports import write_evaluation, write_tune
+
+
+def run_evaluate(spark, cfg: Config, source: str | None, paths: RunPaths, report_dir: str | None) -> RunSummary:
+    """Split, train and score every compared model; write OUTPUT/metrics and the report."""
+    summary = RunSummary(paths)
+    with timed("prepare", summary.timings):
+        prepared, _ = read_and_prepare(spark, cfg, source)
+    with timed("evaluate", summary.timings):
+        result = evaluate(prepared, cfg, paths.run_date, item_features(spark, cfg, compared_models(cfg)))
+    with timed("write", summary.timings):
+        files = write_evaluation(result, f"{paths.output}/metrics", report_dir or f"reports/{paths.run_date}")
+    summary.manifest = {"metrics": manifest_metrics(result), "files": files}
+    return summary
+
+
+def run_tune(spark, cfg: Config, source: str | None, paths: RunPaths, best_conf: str | None) -> RunSummary:
+    """Grid or random search on a validation split; write the best conf and the trials."""
+    summary = RunSummary(paths)
+    with timed("prepare", summary.timings):
+        prepared, _ = read_and_prepare(spark, cfg, source)
+    with timed("tune", summary.timings):
+        result = tune(prepared, cfg, item_features(spark, cfg))
+    files = write_tune(spark, result, best_conf or f"{paths.output}/tune/best.yaml", f"{paths.output}/tune/trials")
+    summary.manifest = {"best": {result.objective: result.best_value, **result.best_overrides}, "files": files,
+                        "trials": result.trials}
+    return summary

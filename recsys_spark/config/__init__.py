@@ -1,0 +1,351 @@
+"""One typed configuration object, built from a YAML file plus `section.key=value` overrides.
+
+Every key is named, typed and defaulted once here; a bad key or value raises ConfigError naming
+the key before Spark starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from recsys_spark.config.checks import ConfigError, _check_choice, _check_min
+
+# The model section lives in its own module; callers import every section from here.
+from recsys_spark.config.model import (  # noqa: F401
+    MODEL_KINDS,
+    AlsConfig,
+    AutoencoderConfig,
+    ContentConfig,
+    MfConfig,
+    ModelConfig,
+    TrainConfig,
+    TwoTowerConfig,
+    WalsConfig,
+)
+from recsys_spark.kernels.engines import PRECISIONS
+
+
+@dataclass
+class SparkConfig:
+    master: Optional[str] = None  # None: spark-submit's --master, else local[*]
+    app_name: str = "recsys-spark"
+    checkpoint_dir: Optional[str] = None  # default: <output>/_checkpoints
+    log_level: str = "WARN"
+    conf: dict = field(default_factory=lambda: {"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 8})
+
+
+@dataclass
+class InputConfig:
+    path: Optional[str] = None
+    format: str = "auto"  # auto | csv | parquet | table
+    delimiter: str = ","
+    header: bool = True
+    names: list = field(default_factory=list)  # column names for files without a header
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    weight_col: Optional[str] = "weight"  # used when present; weight 1.0 otherwise
+    ts_col: Optional[str] = "ts"  # used when present
+    id_type: str = "auto"  # auto | string | long (CSV only; typed sources keep their type)
+
+    def __post_init__(self):
+        _check_choice("input.format", self.format, ("auto", "csv", "parquet", "table"))
+        _check_choice("input.id_type", self.id_type, ("auto", "string", "long"))
+        if len(self.delimiter) != 1 and self.delimiter != "\\t":
+            raise ConfigError(f"input.delimiter must be one character; got {self.delimiter!r}")
+
+
+@dataclass
+class PrepareConfig:
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+
+    def __post_init__(self):
+        _check_min("prepare.min_user_interactions", self.min_user_interactions, 1)
+        _check_min("prepare.min_item_interactions", self.min_item_interactions, 1)
+
+
+
+
+@dataclass
+class ScoreConfig:
+    top_n: int = 10
+    batch_users: int = 1024  # users scored together; memory per task ~ batch_users x block_items x 4 bytes
+    block_items: int = 4096
+    partitions: int = 0  # scoring tasks; 0: 4 per core of the cluster (spark.default.parallelism)
+    precision: str = "auto"  # candidate GEMM: float32, bfloat16 (AMX CPUs; TF in each worker), auto; exact either way
+
+    def __post_init__(self):
+        _check_min("score.top_n", self.top_n, 1)
+        _check_choice("score.precision", self.precision, PRECISIONS)
+        _check_min("score.partitions", self.partitions, 0)
+        _check_min("score.batch_users", self.batch_users, 1)
+        _check_min("score.block_items", self.block_items, 1)
+
+
+@dataclass
+class SimilarConfig:
+    enabled: bool = True
+    top_k: int = 10
+
+    def __post_init__(self):
+        _check_min("similar.top_k", self.top_k, 1)
+
+
+@dataclass
+class RulesConfig:
+    """Business rules on user_recs; io reads each table (CSV or Parquet, like input) by path."""
+    exclude_items_path: Optional[str] = None  # column item_id: never recommended to anyone
+    exclude_user_items_path: Optional[str] = None  # columns user_id, item_id: never to that user
+    include_items_path: Optional[str] = None  # column item_id: only these may be recommended
+    fallback: bool = True  # fill users without factors and short lists from item popularity
+
+
+@dataclass
+class OutputConfig:
+    path: str = "./warehouse"
+
+
+@dataclass
+class PublishConfig:
+    """Write-audit-publish of a run date (see docs/publishing.md)."""
+    mode: str = "auto"  # auto (pointer on POSIX paths, else rename) | pointer | rename
+    retention_days: int = 0  # dates older than the newest published date minus this are removed; 0 keeps all
+    lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
+    gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run
+    max_metric_drop: float = 0.1  # refuse to publish when the metric falls by more than this fraction
+    umask: str = "027"  # output files not world-readable
+
+    def __post_init__(self):
+        _check_choice("publish.mode", self.mode, ("auto", "pointer", "rename"))
+        _check_min("publish.retention_days", self.retention_days, 0)
+        _check_min("publish.lock_stale_seconds", self.lock_stale_seconds, 1)
+        if not 0.0 <= self.max_metric_drop < 1.0:
+            raise ConfigError(f"publish.max_metric_drop must be in [0, 1); got {self.max_metric_drop!r}")
+        metric, sep, k = self.gate_metric.partition("@")
+        if metric not in RANKING_METRICS or not sep or not k.isdigit():
+            raise ConfigError(f"publish.gate_metric must be <metric>@<k> with metric one of "
+                              f"{', '.join(RANKING_METRICS)}; got {self.gate_metric!r}")
+        if len(self.umask) != 3 or any(c not in "01234567" for c in self.umask) or int(self.umask[2]) < 4:
+            raise ConfigError(f"publish.umask must be three octal digits that deny others read (e.g. 027); got {self.umask!r}")
+
+
+RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+SPLIT_KINDS = ("random", "last_n", "time")
+
+
+@dataclass
+class EvaluateConfig:
+    """Hold-out evaluation: how to split, which models to compare, at which cut-offs."""
+    enabled: bool = False  # the nightly run also evaluates and records metrics in the manifest
+    split: str = "random"  # random | last_n | time
+    fraction: float = 0.2  # random: share of each user's interactions held out
+    min_history: int = 5  # random / last_n: users with fewer interactions stay whole in train
+    n: int = 1  # last_n: interactions held out per user (latest by ts)
+    cutoff: Optional[str] = None  # time: interactions at or after it are test (epoch seconds or ISO date)
+    seed: int = 42
+    ks: list = field(default_factory=lambda: [1, 5, 10, 20])
+    models: list = field(default_factory=list)  # model kinds; empty: model.kind and popularity
+    relevance_threshold: Optional[float] = None  # test rows with a lower weight are not relevant
+
+    def __post_init__(self):
+        _check_choice("evaluate.split", self.split, SPLIT_KINDS)
+        if not 0.0 < self.fraction < 1.0:
+            raise ConfigError(f"evaluate.fraction must be between 0 and 1 (exclusive); got {self.fraction!r}")
+        _check_min("evaluate.min_history", self.min_history, 2)
+        _check_min("evaluate.n", self.n, 1)
+        self.ks = sorted({_positive_int("evaluate.ks", k) for k in self.ks})
+        if not self.ks:
+            raise ConfigError("evaluate.ks must list at least one cut-off, e.g. [1, 5, 10, 20]")
+        for kind in self.models:
+            _check_choice("evaluate.models", kind, MODEL_KINDS)
+
+
+@dataclass
+class TuneConfig:
+    """Search over conf keys on a validation split carved from the evaluate train split."""
+    method: str = "grid"  # grid | random (random: `trials` points drawn from the grid)
+    params: dict = field(default_factory=dict)  # conf key -> list of values, e.g. model.rank: [32, 64]
+    trials: int = 10
+    objective: str = "ndcg@10"  # <ranking metric>@<k>, maximised
+    validation_cutoff: Optional[str] = None  # time split only: the cut-off inside train
+
+    def __post_init__(self):
+        _check_choice("tune.method", self.method, ("grid", "random"))
+        _check_min("tune.trials", self.trials, 1)
+        for key, values in self.params.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"tune.params.{key} must be a non-empty list of values; got {values!r}")
+        metric, sep, k = self.objective.partition("@")
+        if metric not in RANKING_METRICS or not sep or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"tune.objective must be <metric>@<k> with metric one of "
+                              f"{', '.join(RANKING_METRICS)}; got {self.objective!r}")
+
+
+def _positive_int(key: str, value: Any) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{key} must hold positive integers; got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{key} must hold positive integers; got {value!r}")
+    return number
+
+
+@dataclass
+class Config:
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    similar: SimilarConfig = field(default_factory=SimilarConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        """Checks across fields and sections (each field checks itself when built)."""
+        kinds = [self.model.kind, *self.evaluate.models]
+        for kind in dict.fromkeys(kinds):
+            if self.model.uses_item_features(kind) and not self.model.content.features_path:
+                what = ("model.kind=content" if kind == "content" else "model.two_tower.item_features")
+                raise ConfigError(f"{what} needs item features: set model.content.features_path (CSV/Parquet "
+                                  "with item_id and features, or MovieLens u.item)"
+                                  + (" or turn item_features off" if kind == "two_tower" else ""))
+        self.tune.__post_init__()
+        return self
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Build the Config from a YAML file and `section.key=value` overrides, checked field by
+    field and across fields (Config.validate), before anything starts.
+
+    Without a file the defaults below apply; `conf/local.yaml` spells them out.
+    """
+    data: dict = {}
+    if path:
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"config file {source} does not exist")
+        try:
+            data = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+    for item in overrides or []:
+        set_key(data, *parse_override(item))
+    cfg = build(Config, data, "")
+    cfg.validate()
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`section.key=value` (a `--set` option) -> (key, value read as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set takes section.key=value; got {text!r}")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def parse_param(text: str) -> tuple[str, list]:
+    """`model.rank=32,64` (a `tune --param` option) -> ("model.rank", [32, 64]); values read as YAML."""
+    key, sep, raw = text.partition("=")
+    values = yaml.safe_load(f"[{raw}]") if sep and raw.strip() else None
+    if not key.strip() or not values:
+        raise ConfigError(f"--param takes section.key=value1,value2,...; got {text!r}")
+    return key.strip(), values
+
+
+def set_key(data: dict, key: str, value: Any, must_exist: bool = False) -> None:
+    """Set `section.key` in a nested config dict (the one way every override is applied);
+    with must_exist, a key that is not already there is an error (tune.params name keys of a
+    complete config)."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        if must_exist and not isinstance(node.get(part), dict):
+            raise ConfigError(f"tune.params: {key} is not a conf key (no section {part})")
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+    if must_exist and parts[-1] not in node:
+        raise ConfigError(f"tune.params: unknown conf key {key}")
+    node[parts[-1]] = value
+
+
+def with_overrides(cfg: Config, overrides: dict) -> Config:
+    """A new Config with `section.key: value` overrides applied and validated."""
+    data = cfg.to_dict()
+    for key, value in overrides.items():
+        set_key(data, key, value, must_exist=True)
+    new = build(Config, data, "")
+    new.validate()
+    return new
+
+
+def build(cls, data: Any, prefix: str):
+    """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types by name."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping; got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix}{key}; known keys here: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], prefix + name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{prefix.rstrip('.')}: {exc}") from None
+
+
+def _coerce(hint, value: Any, key: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key + ".")
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false; got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer; got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number; got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be a string; got {value!r}")
+    if hint is list or origin is list:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        raise ConfigError(f"{key} must be a list; got {value!r}")
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        raise ConfigError(f"{key} must be a mapping; got {value!r}")
+    return value

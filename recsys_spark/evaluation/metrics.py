@@ -1,0 +1,207 @@
+"""Evaluation metrics computed in Spark for every test user (see docs/metrics.md).
+
+Inputs are a recommendations table (user, rank, item[, score]) as the scoring stage writes it and
+a test table (user, item[, weight]); column names are arguments. Ranking metrics average over
+the users of the test table: a test user without recommendations counts as zero, a user with
+recommendations but nothing in test is not counted. Results are small lists of
+(metric, k, value) rows; nothing per user is collected to the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple, Optional, Sequence
+
+from pyspark.ml.evaluation import RankingEvaluator
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from recsys_spark.data.schema import ITEM_ID, RANK, USER_ID, WEIGHT
+from recsys_spark.errors import EvaluationError
+
+log = logging.getLogger(__name__)
+
+# Our metric name -> RankingEvaluator metricName (its definitions match ours; docs/metrics.md).
+SPARK_RANKING = {
+    "precision": "precisionAtK",
+    "recall": "recallAtK",
+    "ndcg": "ndcgAtK",
+    "map": "meanAveragePrecisionAtK",
+}
+PREDICTION, LABEL = "prediction", "label"
+POPULARITY_RANK = "popularity_rank"
+
+
+class MetricRow(NamedTuple):
+    metric: str
+    k: Optional[int]
+    value: float
+
+
+def ranking_metrics(
+    recs: DataFrame,
+    test: DataFrame,
+    ks: Sequence[int],
+    user_col: str = USER_ID,
+    item_col: str = ITEM_ID,
+    rank_col: str = RANK,
+    weight_col: str = WEIGHT,
+    relevance_threshold: Optional[float] = None,
+) -> list[MetricRow]:
+    """precision, recall, ndcg, map, hit_rate and mrr at every k, plus test user counts.
+
+    A test item is relevant when its weight >= relevance_threshold (every test item when None);
+    test users left without relevant items are not counted. Also returns the rows
+    ("test_users", None, n) and ("test_users_without_recs", None, n).
+    """
+    ks = _check_ks(ks)
+    per_user = user_lists(recs, test, max(ks), user_col, item_col, rank_col, weight_col,
+                          relevance_threshold).persist()
+    try:
+        counts = per_user.agg(F.count(F.lit(1)).alias("users"),
+                              F.sum((F.size(PREDICTION) == 0).cast("long")).alias("empty")).first()
+        if not counts["users"]:
+            raise EvaluationError("the test set has no users with relevant items; check the split "
+                                  "and evaluate.relevance_threshold")
+        rows = [MetricRow("test_users", None, float(counts["users"])),
+                MetricRow("test_users_without_recs", None, float(counts["empty"] or 0))]
+        if counts["empty"]:
+            log.warning("evaluate: %d of %d test users have no recommendations; they count as zero",
+                        counts["empty"], counts["users"])
+        evaluator = RankingEvaluator(predictionCol=PREDICTION, labelCol=LABEL)
+        for name, spark_name in SPARK_RANKING.items():
+            for k in ks:
+                value = evaluator.evaluate(per_user, {evaluator.metricName: spark_name, evaluator.k: k})
+                rows.append(MetricRow(name, k, float(value)))
+        rows.extend(_hit_rate_and_mrr(per_user, ks))
+    finally:
+        per_user.unpersist()
+    return rows
+
+
+def user_lists(
+    recs: DataFrame,
+    test: DataFrame,
+    k_max: int,
+    user_col: str = USER_ID,
+    item_col: str = ITEM_ID,
+    rank_col: str = RANK,
+    weight_col: str = WEIGHT,
+    relevance_threshold: Optional[float] = None,
+) -> DataFrame:
+    """One row per test user: prediction (top-k_max items by rank), label (relevant items).
+
+    Both are array<double>, as RankingEvaluator requires. Only equality within a user matters,
+    so items are coded per user, with no global index: the user's relevant items are 1..R and a
+    recommended item that is not relevant gets R + its position. Test users without
+    recommendations get an empty prediction.
+    """
+    relevant = test
+    if relevance_threshold is not None:
+        relevant = relevant.filter(F.col(weight_col) >= F.lit(float(relevance_threshold)))
+    labels = relevant.groupBy(user_col).agg(F.collect_set(item_col).alias("_labels"))
+    ranked = (recs.filter(F.col(rank_col) <= k_max)
+              .groupBy(user_col)
+              .agg(F.array_sort(F.collect_list(F.struct(F.col(rank_col).alias("r"), F.col(item_col).alias("i"))))
+                   .alias("_ranked")))
+    n_labels = F.size("_labels")
+
+    def code(entry, position):
+        found = F.array_position("_labels", entry["i"])
+        return F.when(found > 0, found).otherwise(n_labels + position + 1).cast("double")
+
+    prediction = F.when(F.col("_ranked").isNull(), F.array().cast("array<double>")) \
+        .otherwise(F.transform("_ranked", code))
+    label = F.transform("_labels", lambda _, position: (position + 1).cast("double"))
+    return labels.join(ranked, user_col, "left").select(user_col, prediction.alias(PREDICTION), label.alias(LABEL))
+
+
+def _hit_rate_and_mrr(per_user: DataFrame, ks: Sequence[int]) -> list[MetricRow]:
+    aggregates = []
+    for k in ks:
+        hits = F.transform(F.slice(PREDICTION, 1, k), lambda x: F.array_contains(LABEL, x))
+        first = F.array_position(hits, True)
+        aggregates.append(F.avg((first > 0).cast("double")).alias(f"hit_rate@{k}"))
+        aggregates.append(F.avg(F.when(first > 0, 1.0 / first).otherwise(0.0)).alias(f"mrr@{k}"))
+    result = per_user.agg(*aggregates).first().asDict()
+    rows = [MetricRow(name, int(k), float(value)) for key, value in result.items() for name, k in [key.split("@")]]
+    return sorted(rows, key=lambda r: (r.metric != "hit_rate", r.k))
+
+
+def catalog_metrics(
+    recs: DataFrame,
+    interactions: DataFrame,
+    ks: Sequence[int],
+    n_catalog: int,
+    item_col: str = ITEM_ID,
+    rank_col: str = RANK,
+) -> list[MetricRow]:
+    """coverage@k (share of the catalog recommended to anyone in the top k) and novelty@k.
+
+    novelty@k is the mean popularity rank (1 = most popular item in `interactions`) over all
+    recommended (user, item) pairs at rank <= k; items absent from `interactions` rank last.
+    Higher means less popular, more novel recommendations.
+    """
+    ks = _check_ks(ks)
+    if n_catalog < 1:
+        raise EvaluationError(f"n_catalog must be >= 1; got {n_catalog!r}")
+    ranks = popularity_ranks(interactions, item_col)
+    unranked = interactions.select(item_col).distinct().count() + 1
+    top = (recs.filter(F.col(rank_col) <= max(ks)).select(item_col, rank_col)
+           .join(ranks, item_col, "left")
+           .withColumn(POPULARITY_RANK, F.coalesce(F.col(POPULARITY_RANK), F.lit(unranked))))
+    aggregates = []
+    for k in ks:
+        within = F.col(rank_col) <= k
+        aggregates.append(F.count_distinct(F.when(within, F.col(item_col))).alias(f"coverage@{k}"))
+        aggregates.append(F.avg(F.when(within, F.col(POPULARITY_RANK))).alias(f"novelty@{k}"))
+    result = top.agg(*aggregates).first().asDict()
+    rows = [MetricRow("coverage", k, result[f"coverage@{k}"] / n_catalog) for k in ks]
+    for k in ks:
+        novelty = result[f"novelty@{k}"]
+        rows.append(MetricRow("novelty", k, float(novelty) if novelty is not None else float("nan")))
+    return rows
+
+
+def popularity_ranks(interactions: DataFrame, item_col: str = ITEM_ID) -> DataFrame:
+    """item, popularity_rank: 1 for the item with most interactions, ties by item id.
+
+    The ranking window spans the catalog (one row per item), never the interactions.
+    """
+    counts = interactions.groupBy(item_col).agg(F.count(F.lit(1)).alias("_n"))
+    order = Window.orderBy(F.col("_n").desc(), F.col(item_col))
+    return counts.select(item_col, F.row_number().over(order).alias(POPULARITY_RANK))
+
+
+def rating_metrics(
+    predictions: DataFrame,
+    test: DataFrame,
+    user_col: str = USER_ID,
+    item_col: str = ITEM_ID,
+    prediction_col: str = PREDICTION,
+    weight_col: str = WEIGHT,
+) -> list[MetricRow]:
+    """rmse and mae of predicted vs actual weight over the test pairs that have a prediction.
+
+    Also returns ("rated_pairs", None, n) and ("unpredicted_pairs", None, n) for test pairs
+    without a prediction (unknown user or item), which are left out of rmse and mae.
+    """
+    pairs = (test.select(user_col, item_col, F.col(weight_col).alias("_actual"))
+             .join(predictions.select(user_col, item_col, F.col(prediction_col).alias("_pred")),
+                   [user_col, item_col], "left"))
+    error = F.col("_pred") - F.col("_actual")
+    result = pairs.agg(
+        F.sqrt(F.avg(error * error)).alias("rmse"), F.avg(F.abs(error)).alias("mae"),
+        F.count("_pred").alias("rated"), F.count(F.lit(1)).alias("pairs")).first()
+    if not result["rated"]:
+        raise EvaluationError("no test pair has a prediction; check that the model knows the test users and items")
+    return [MetricRow("rmse", None, float(result["rmse"])), MetricRow("mae", None, float(result["mae"])),
+            MetricRow("rated_pairs", None, float(result["rated"])),
+            MetricRow("unpredicted_pairs", None, float(result["pairs"] - result["rated"]))]
+
+
+def _check_ks(ks: Sequence[int]) -> list[int]:
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise EvaluationError(f"cut-offs k must be positive integers; got {list(ks)!r}")
+    return ks

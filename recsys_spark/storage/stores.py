@@ -1,0 +1,65 @@
+"""Stores: the prepared data and the model of a run date, kept between stage commands.
+
+A model is Parquet (one directory per factor table) plus metadata.json; prepared data is
+Parquet (interactions and the two id maps) plus prepared.json. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import SparkSession
+
+from recsys_spark.data.prepare import PreparedData
+from recsys_spark.errors import NotFoundError
+from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.storage import fs
+
+MODEL_METADATA = "metadata.json"
+PREPARED_METADATA = "prepared.json"
+
+
+def write_json(spark: SparkSession, path: str, payload: dict) -> None:
+    fs.write_text(spark, path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def read_json(spark: SparkSession, path: str) -> dict:
+    return json.loads(fs.read_text(spark, path))
+
+
+def save_model(model: FactorModel, path: str) -> None:
+    """Write the model under `path` (replacing what was there)."""
+    spark = model.user_factors.sparkSession
+    model.user_factors.write.mode("overwrite").parquet(f"{path}/user_factors")
+    model.item_factors.write.mode("overwrite").parquet(f"{path}/item_factors")
+    write_json(spark, f"{path}/{MODEL_METADATA}", model.metadata)
+
+
+def load_model(spark: SparkSession, path: str) -> FactorModel:
+    if not fs.exists(spark, f"{path}/{MODEL_METADATA}"):
+        raise NotFoundError(f"no model at {path}: {MODEL_METADATA} is missing; train one with `recsys-spark train`")
+    return FactorModel(user_factors=spark.read.parquet(f"{path}/user_factors"),
+                       item_factors=spark.read.parquet(f"{path}/item_factors"),
+                       metadata=read_json(spark, f"{path}/{MODEL_METADATA}"))
+
+
+def save_prepared(prepared: PreparedData, path: str) -> None:
+    """Keep prepared data between stage-by-stage runs."""
+    spark = prepared.interactions.sparkSession
+    prepared.interactions.write.mode("overwrite").parquet(f"{path}/interactions")
+    prepared.user_ids.write.mode("overwrite").parquet(f"{path}/user_ids")
+    prepared.item_ids.write.mode("overwrite").parquet(f"{path}/item_ids")
+    meta = {"n_users": prepared.n_users, "n_items": prepared.n_items, "stats": prepared.stats}
+    write_json(spark, f"{path}/{PREPARED_METADATA}", meta)
+
+
+def load_prepared(spark: SparkSession, path: str) -> PreparedData:
+    if not fs.exists(spark, f"{path}/{PREPARED_METADATA}"):
+        raise NotFoundError(f"no prepared data at {path}; run `recsys-spark prepare` for this run date first")
+    meta = read_json(spark, f"{path}/{PREPARED_METADATA}")
+    return PreparedData(
+        interactions=spark.read.parquet(f"{path}/interactions"),
+        user_ids=spark.read.parquet(f"{path}/user_ids"),
+        item_ids=spark.read.parquet(f"{path}/item_ids"),
+        n_users=meta["n_users"], n_items=meta["n_items"], stats=meta["stats"],
+    )
