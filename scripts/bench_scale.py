@@ -94,7 +94,7 @@ def run_one(args) -> dict:
     from recsys_spark.app.nightly import run_nightly
     from recsys_spark.app.session import build_session
     from recsys_spark.config import load_config
-    from recsys_spark.data.sample_data import write_interactions
+    from recsys_spark.storage.sample_files import write_interactions
 
     size, root = args.one, Path(args.workdir)
     n_users, n_items = shape(size)

@@ -5,7 +5,7 @@
 
 import argparse
 
-from recsys_spark.data.sample_data import write_interactions
+from recsys_spark.storage.sample_files import write_interactions
 
 
 def main() -> None:

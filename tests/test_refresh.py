@@ -24,6 +24,8 @@ def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
     model_dir = out / "_runs" / "2026-03-01" / "current" / "model"
     assert main(["score", "--model", str(model_dir), "--input", str(tmp_path / "all.csv"), "--output", str(out),
                  "--run-date", "2026-03-02", "--set", "similar.enabled=false", *fast]) == 0
+    assert main(["publish", "--output", str(out), "--run-date", "2026-03-02", "--set", "similar.enabled=false",
+                 *fast]) == 0
 
     recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
     seen = interactions.groupby("user_id")["item_id"].agg(set)
@@ -70,6 +72,7 @@ def test_score_with_an_earlier_model_maps_the_dates_prepared_data_to_its_index_s
                  *fast]) == 0
     model_dir = out / "_runs" / "2026-03-01" / "current" / "model"
     assert main(["score", "--model", str(model_dir), "--output", str(out), "--run-date", "2026-03-02", *fast]) == 0
+    assert main(["publish", "--output", str(out), "--run-date", "2026-03-02", *fast]) == 0
     recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
     seen = interactions.groupby("user_id")["item_id"].agg(set)
     assert set(recs.user_id) == set(users)

@@ -6,7 +6,7 @@ from pyspark.sql import functions as F
 
 from recsys_spark.app.nightly import run_nightly
 from recsys_spark.config import load_config
-from recsys_spark.data.sample_data import write_interactions
+from recsys_spark.storage.sample_files import write_interactions
 
 pytestmark = pytest.mark.slow
 

@@ -70,8 +70,6 @@ class PrepareConfig:
         _check_min("prepare.min_item_interactions", self.min_item_interactions, 1)
 
 
-
-
 @dataclass
 class ScoreConfig:
     top_n: int = 10

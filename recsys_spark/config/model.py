@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 from recsys_spark.config.checks import _check_choice, _check_fraction, _check_min
 
 
@@ -41,7 +42,7 @@ class WalsConfig:
     init_stddev: float = 0.01
 
     def __post_init__(self):
-        _check_choice("model.wals.confidence", self.confidence, ("linear", "log", "bm25"))
+        _check_choice("model.wals.confidence", self.confidence, CONFIDENCE_SCHEMES)
         _check_min("model.wals.iterations", self.iterations, 1)
         _check_min("model.wals.cg_steps", self.cg_steps, 1)
         _check_min("model.wals.reg", self.reg, 0.0)

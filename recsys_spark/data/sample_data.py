@@ -9,12 +9,9 @@ clusters beats popularity; repeated (user, item) draws become implicit counts on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 TS_START = 1_700_000_000  # 2023-11-14
 TS_SPAN = 180 * 86400
@@ -95,22 +92,3 @@ def iter_interactions(n_users=2000, n_items=500, n_interactions=60000, seed=42, 
         rng = np.random.default_rng([seed, chunk])
         users, items = _draw(world, rng, rows, noise)
         yield _frame(users, items, rng, n_users, n_items)
-
-
-def write_interactions(path: str | Path, fmt: str = "csv", **kwargs) -> Path:
-    """Generate interactions (keyword arguments as iter_interactions) into one CSV or Parquet file."""
-    path = Path(path)
-    if fmt not in ("csv", "parquet"):
-        raise ValueError(f"fmt must be csv or parquet; got {fmt!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    for i, frame in enumerate(iter_interactions(**kwargs)):
-        if fmt == "csv":
-            frame.to_csv(path, mode="w" if i == 0 else "a", header=i == 0, index=False)
-        else:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            writer = writer or pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-    if writer is not None:
-        writer.close()
-    return path

@@ -14,6 +14,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys_spark.config import SPLIT_KINDS
 from recsys_spark.data.schema import ITEM_INDEX, TS, USER_INDEX
 from recsys_spark.errors import SplitError
 
@@ -109,7 +110,7 @@ def split(df: DataFrame, kind: str, *, fraction: float = 0.2, min_history: int =
         return last_n_split(df, n, min_history, seed, user_col, item_col, ts_col)
     if kind == "time":
         return time_split(df, cutoff, ts_col)
-    raise SplitError(f"split kind must be one of random, last_n, time; got {kind!r}")
+    raise SplitError(f"split kind must be one of {', '.join(SPLIT_KINDS)}; got {kind!r}")
 
 
 def _hash(seed: int, user_col: str, item_col: str) -> Column:

@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from recsys_spark.config import RANKING_METRICS  # noqa: E402
 from recsys_spark.data.schema import ITEM_ID, RANK, SCORE  # noqa: E402
 from recsys_spark.evaluation.metrics import POPULARITY_RANK, popularity_ranks  # noqa: E402
 
@@ -25,7 +26,7 @@ METRICS_PLOT = "metrics_vs_k.png"
 POPULARITY_PLOT = "popularity.png"
 SCORES_PLOT = "scores.png"
 REPORT_FILE = "report.md"
-_PLOTTED = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty")
+_PLOTTED = (*RANKING_METRICS, "coverage", "novelty")
 _TITLES = {"coverage": "coverage (share of catalog)", "novelty": "novelty (mean popularity rank)"}
 
 
