@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     from recsys_spark.app.session import build_session
     from recsys_spark.config import ScoreConfig, SparkConfig
     from recsys_spark.kernels.engines import resolve_precision
-    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.factor_model import FactorModel, model_metadata
     from recsys_spark.serving.scoring import recommend
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scoring-"))
@@ -150,7 +150,8 @@ def main(argv=None) -> int:
           flush=True)
 
     model = FactorModel(spark.read.parquet(str(root / "user_factors.parquet")),
-                        spark.read.parquet(str(root / "item_factors.parquet")), {"kind": "bench", "rank": args.rank})
+                        spark.read.parquet(str(root / "item_factors.parquet")),
+                        model_metadata("bench", args.rank, args.rank, None))
     seen = spark.read.parquet(str(root / "seen.parquet"))
     cfg = ScoreConfig(top_n=args.top, precision=args.precision)
     timed_noop(recommend(FactorModel(model.user_factors.filter(F.col("user_index") < warm_users),

@@ -5,19 +5,20 @@ import yaml
 
 from recsys_spark.app.cli import main
 from recsys_spark.config import Config, ConfigError, load_config
+from recsys_spark.storage.readers import load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_local_yaml_spells_out_the_defaults():
-    assert load_config(str(ROOT / "conf" / "local.yaml")).to_dict() == Config().to_dict()
+    assert load_config_file(str(ROOT / "conf" / "local.yaml")).to_dict() == Config().to_dict()
     spelled = yaml.safe_load((ROOT / "conf" / "local.yaml").read_text())
     assert spelled == Config().to_dict()  # every key, not only the values that differ
 
 
 def test_every_shipped_conf_file_is_valid():
     for path in sorted((ROOT / "conf").glob("*.yaml")):
-        load_config(str(path))
+        load_config_file(str(path))
 
 
 def test_overrides_are_typed():

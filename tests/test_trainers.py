@@ -5,6 +5,8 @@ for the implicit models, held-out RMSE of a bias-only model for mf, the closed-f
 the autoencoder's objective, hand-computed content vectors.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,6 +166,58 @@ def test_mf_learns_planted_ratings():
     assert np.all(fit.user_factors[:, -1] == 1.0) and np.all(fit.item_factors[:, -2] == 1.0)
 
 
+class _Weights:
+    """Stands in for a tf.Variable: numpy() and assign()."""
+
+    def __init__(self, value):
+        self.value = np.asarray(value, dtype=np.float64)
+
+    def numpy(self):
+        return self.value
+
+    def assign(self, value):
+        self.value = np.array(value)
+
+
+def test_fit_epochs_stops_after_patience_and_restores_the_best_weights():
+    from recsys_spark.models.tf_training import fit_epochs
+
+    weights = _Weights([0.0])
+    metrics = iter([0.5, 0.3, 0.4, 0.45, 0.2, 0.1])  # lower is better: best at epoch 2, then 2 worse
+
+    def train_epoch(epoch):
+        weights.value = weights.value + 1.0
+        return 10.0 / epoch
+
+    fit = fit_epochs("test", 10, train_epoch, [weights], lambda: next(metrics), metric="val_rmse",
+                     higher_is_better=False, patience=2)
+    assert fit.best_epoch == 2 and weights.value[0] == 2.0  # stopped after epoch 4, epoch 2's weights back
+    assert [h["epoch"] for h in fit.history] == [1, 2, 3, 4]
+    assert [h["val_rmse"] for h in fit.history] == [0.5, 0.3, 0.4, 0.45]
+    assert [h["loss"] for h in fit.history] == [10.0, 5.0, round(10 / 3, 6), 2.5]
+
+    weights = _Weights([0.0])
+    best_epoch, history = fit_epochs("test", 3, train_epoch, [weights])  # no validation: every epoch, last weights
+    assert best_epoch == 3 and weights.value[0] == 3.0
+    assert [sorted(h) for h in history] == [["epoch", "loss", "seconds"]] * 3
+
+
+def test_model_info_is_in_every_metadata_and_reads_earlier_models():
+    from recsys_spark.models.factor_model import FactorModel, ModelInfo, model_metadata
+
+    meta = model_metadata("mf", 8, 10, 7, MfConfig(epochs=3), best_epoch=2)
+    assert meta["kind"] == "mf" and meta["latent_dim"] == 8 and meta["width"] == meta["rank"] == 10
+    assert meta["seed"] == 7 and meta["params"]["epochs"] == 3 and meta["best_epoch"] == 2
+    assert FactorModel(None, None, meta).info == ModelInfo("mf", 8, 10, 7, dataclasses.asdict(MfConfig(epochs=3)))
+    with pytest.raises(ValueError, match="redefine"):
+        model_metadata("mf", 8, 10, 7, {}, width=3)
+    # Saved by earlier versions: width only as "rank", latent dimension under the trainer's own key.
+    old_mf = FactorModel(None, None, {"kind": "mf", "rank": 10, "latent_rank": 8, "seed": 1})
+    assert old_mf.width == 10 and old_mf.info.latent_dim == 8
+    old_wals = FactorModel(None, None, {"kind": "wals", "rank": 5})
+    assert old_wals.width == 5 and old_wals.info == ModelInfo("wals", 5, 5, None, {})
+
+
 def test_content_vectors_are_normalised_weighted_sums():
     from recsys_spark.models.content import content_vectors
 
@@ -207,8 +261,9 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
     """The Spark glue: prepare -> train(prepared, model_cfg, train_cfg) -> FactorModel, with features from a CSV."""
     from recsys_spark.config import PrepareConfig
     from recsys_spark.data.prepare import prepare
-    from recsys_spark.models import content, two_tower
+    from recsys_spark.models import autoencoder, content, mf, two_tower
     from recsys_spark.models.content import content_vectors
+    from recsys_spark.models.factor_model import ModelInfo
     from recsys_spark.storage.readers import read_item_features
 
     frame = generate_interactions(n_users=60, n_items=30, n_interactions=800, seed=4)
@@ -222,12 +277,24 @@ def test_train_entry_points_build_factor_models(spark, tmp_path):
     cfg = ModelConfig(rank=4, seed=3, content=with_features,
                       two_tower=TwoTowerConfig(epochs=2, batch_size=64, item_features=True))
     model = two_tower.train(prepared, cfg, TrainConfig(), feature_frame)
-    assert model.kind == "two_tower" and model.rank == 4
+    assert model.kind == "two_tower" and model.width == 4
+    assert model.info == ModelInfo("two_tower", 4, 4, 3, dataclasses.asdict(cfg.two_tower))
     assert model.item_factor_matrix().shape == (prepared.n_items, 4)
+
+    # mf folds its biases into two extra columns, the autoencoder's item bias into one.
+    mf_cfg = ModelConfig(rank=4, seed=3, mf=MfConfig(epochs=1))
+    model = mf.train(prepared, mf_cfg, TrainConfig())
+    assert model.width == 6 and model.info == ModelInfo("mf", 4, 6, 3, dataclasses.asdict(mf_cfg.mf))
+    assert [h["epoch"] for h in model.metadata["history"]] == [1] and model.metadata["best_epoch"] == 1
+    ae_cfg = ModelConfig(rank=4, seed=3, autoencoder=AutoencoderConfig(epochs=1, item_bias=True))
+    model = autoencoder.train(prepared, ae_cfg, TrainConfig())
+    assert model.width == 5 and model.info.latent_dim == 4 and model.info.params["item_bias"] is True
+    assert model.item_factor_matrix().shape == (prepared.n_items, 5)
 
     model = content.train(prepared, ModelConfig(content=with_features), TrainConfig(), feature_frame)
     items = model.item_factor_matrix()
     assert model.kind == "content" and items.shape == (prepared.n_items, 2)
+    assert model.info == ModelInfo("content", 2, 2, None, dataclasses.asdict(with_features))
     assert np.all(items[-3:] == 0.0)  # the last three items have no features
     expected = np.stack([np.ones(len(item_ids) - 3), np.arange(len(item_ids) - 3)], axis=1)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)

@@ -6,6 +6,7 @@ from recsys_spark.config import ConfigError, load_config, parse_param, with_over
 from recsys_spark.data.prepare import prepare
 from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.evaluation.tune import search_points, tune
+from recsys_spark.storage.readers import load_config_file
 from recsys_spark.storage.reports import write_tune
 
 
@@ -47,6 +48,6 @@ def test_tune_prefers_the_sane_regularisation_and_writes_loadable_conf(spark, tm
     assert list(result.trials["trial"]) == [1, 2]
     assert result.trials["ndcg@10"][1] > result.trials["ndcg@10"][0]
     files = write_tune(spark, result, str(tmp_path / "best.yaml"), str(tmp_path / "trials"))
-    reloaded = load_config(files[0])
+    reloaded = load_config_file(files[0])
     assert reloaded.model.als.reg_param == 0.05 and reloaded.model.rank == 8
     assert spark.read.parquet(files[1]).count() == 2

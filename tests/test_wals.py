@@ -129,12 +129,15 @@ def test_same_seed_same_factors_other_seed_other_factors():
 def test_train_builds_a_factor_model_with_history(spark):
     from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.models import wals
+    from recsys_spark.models.factor_model import ModelInfo
     from tests.prepared_frames import prepared_from_pandas
 
     prepared = prepared_from_pandas(spark, generate_interactions(60, 40, 800, seed=3))
     cfg = ModelConfig(kind="wals", rank=5, seed=9, wals=WalsConfig(iterations=3, confidence="bm25"))
     model = wals.train(prepared, cfg, TrainConfig())
-    assert model.kind == "wals" and model.rank == 5
+    assert model.kind == "wals" and model.width == 5
+    assert model.info == ModelInfo("wals", latent_dim=5, width=5, seed=9, params=model.metadata["params"])
+    assert model.metadata["rank"] == 5  # what earlier versions read
     assert [h["iteration"] for h in model.metadata["history"]] == [1, 2, 3]
     assert all(h["seconds"] >= 0 and np.isfinite(h["loss"]) for h in model.metadata["history"])
     assert model.metadata["params"]["confidence"] == "bm25"
@@ -160,7 +163,7 @@ def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
         train_model(prepared, cfg)
     cfg.train.driver_max_bytes = n * bytes_per_interaction(8)
     cfg.model.wals.iterations = 1
-    assert train_model(prepared, cfg).rank == 8
+    assert train_model(prepared, cfg).width == 8
 
 
 def test_a_confidence_beyond_float32_is_a_clear_error():

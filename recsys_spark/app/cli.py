@@ -9,8 +9,9 @@ import sys
 from recsys_spark.app import stages, studies
 from recsys_spark.app.nightly import run_nightly
 from recsys_spark.app.steps import RunPaths, parse_run_date
-from recsys_spark.config import Config, load_config, parse_param
+from recsys_spark.config import Config, parse_param
 from recsys_spark.errors import EXIT_AUDIT, EXIT_CONFIG, EXIT_GATE, EXIT_INPUT, EXIT_LOCKED, NotFoundError, UserError
+from recsys_spark.storage.readers import load_config_file
 
 STAGES = {
     "run": "the whole nightly pipeline: prepare, train, score, similar, write",
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def checked_arguments(args) -> tuple[Config, str]:
     """The config and run date, with every check that needs no Spark done before it starts."""
-    cfg = load_config(args.conf, args.overrides)
+    cfg = load_config_file(args.conf, args.overrides)
     run_date = parse_run_date(args.run_date)
     if args.command == "score" and args.input and not args.model:
         raise NotFoundError("score --input needs --model DIR: the saved model to score the new input with")

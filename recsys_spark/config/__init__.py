@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import yaml
@@ -226,21 +225,16 @@ class Config:
         return self
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
-    """Build the Config from a YAML file and `section.key=value` overrides, checked field by
-    field and across fields (Config.validate), before anything starts.
+def load_config(data: Optional[dict] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Build the Config from a parsed YAML mapping (storage.readers.read_config_file reads one)
+    and `section.key=value` overrides, checked field by field and across fields
+    (Config.validate), before anything starts.
 
-    Without a file the defaults below apply; `conf/local.yaml` spells them out.
+    Without a mapping the defaults below apply; `conf/local.yaml` spells them out.
     """
-    data: dict = {}
-    if path:
-        source = Path(path)
-        if not source.is_file():
-            raise ConfigError(f"config file {source} does not exist")
-        try:
-            data = yaml.safe_load(source.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections; got {type(data).__name__}")
+    data = dict(data or {})
     for item in overrides or []:
         set_key(data, *parse_override(item))
     cfg = build(Config, data, "")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 from recsys_spark.config.checks import _check_choice, _check_fraction, _check_min
+from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 
 
 @dataclass

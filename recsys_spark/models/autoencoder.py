@@ -16,7 +16,6 @@ Factors: user = h (and a constant 1 with the bias), item = V_i (and b_i).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -25,12 +24,11 @@ import numpy as np
 from recsys_spark.config import AutoencoderConfig, ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.tf_training import (
     Csr,
-    EarlyStopping,
-    EpochLog,
     batches,
+    fit_epochs,
     recall_at_k,
     set_seed,
     split_validation,
@@ -57,8 +55,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
                                 train_cfg.driver_max_bytes)
     cfg = model_cfg.autoencoder
     fit = fit_autoencoder(data, model_cfg.rank, cfg, model_cfg.seed)
-    metadata = {"kind": "autoencoder", "seed": model_cfg.seed, "hidden": model_cfg.rank,
-                "params": dataclasses.asdict(cfg), "best_epoch": fit.best_epoch, "history": fit.history}
+    metadata = model_metadata("autoencoder", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, cfg,
+                              best_epoch=fit.best_epoch, history=fit.history)
     return FactorModel.from_numpy(fit.user_factors, fit.item_factors, prepared.user_ids, prepared.item_ids, metadata)
 
 
@@ -94,26 +92,23 @@ def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed:
 
     val_users = _validation_users(held_out, rng)
     held_rows = Csr.from_interactions(held_out)
-    stopper = EarlyStopping(cfg.patience)
-    epochs = EpochLog("autoencoder")
-    for epoch in range(1, cfg.epochs + 1):
+
+    def train_epoch(epoch: int) -> float:
         total = 0.0
         for users in batches(data.n_users, cfg.batch_size, rng):
             total += float(step(tf.constant(train_rows.dense(users)))) * len(users)
-        if len(val_users):
-            user_vec, item_vec = _factors(train_rows, val_users, variables)
-            recall = recall_at_k(user_vec, item_vec, val_users, train_rows, held_rows, VALIDATION_K)
-            epochs.epoch(epoch, total / data.n_users, f"recall@{VALIDATION_K}", recall)
-            if stopper.update(epoch, recall, variables):
-                break
-        else:
-            epochs.epoch(epoch, total / data.n_users)
-    if len(val_users):
-        stopper.restore(variables)
-        log.info("autoencoder: best epoch %d, validation recall@%d %.4f", stopper.best_epoch, VALIDATION_K, stopper.best)
+        return total / data.n_users
+
+    def validation_recall() -> float:
+        user_vec, item_vec = _factors(train_rows, val_users, variables)
+        return recall_at_k(user_vec, item_vec, val_users, train_rows, held_rows, VALIDATION_K)
+
+    fitted = fit_epochs("autoencoder", cfg.epochs, train_epoch, variables,
+                        validation_recall if len(val_users) else None, metric=f"recall@{VALIDATION_K}",
+                        patience=cfg.patience)
     all_rows = Csr.from_interactions(data)
     user_vec, item_vec = _factors(all_rows, np.arange(data.n_users), variables, cfg.batch_size)
-    return AutoencoderFit(user_vec, item_vec, stopper.best_epoch or epoch, epochs.history)
+    return AutoencoderFit(user_vec, item_vec, fitted.best_epoch, fitted.history)
 
 
 def reconstruction_loss(rows, variables, penalty):

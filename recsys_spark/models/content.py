@@ -8,7 +8,6 @@ it recommends items that have no interactions yet as readily as popular ones.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -20,7 +19,7 @@ from recsys_spark.data.item_features import feature_matrix
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import ConfigError
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     covered = int(np.count_nonzero(np.abs(matrix).sum(axis=1)))
     log.info("content: %d features, %d of %d items have features, %.1fs",
              matrix.shape[1], covered, prepared.n_items, time.time() - started)
-    metadata = {"kind": "content", "params": dataclasses.asdict(model_cfg.content),
-                "items_with_features": covered}
+    metadata = model_metadata("content", matrix.shape[1], items.shape[1], None, model_cfg.content,
+                              items_with_features=covered)
     return FactorModel.from_numpy(users, items, prepared.user_ids, prepared.item_ids, metadata)
 
 

@@ -7,13 +7,18 @@ id mapping, so the model is self-contained and scales with Spark:
 - ``user_factors``: user_index int, user_id (input type), factors array<float>
 - ``item_factors``: item_index int, item_id (input type), factors array<float>
 
-storage/stores.py saves and loads it (Parquet plus metadata.json).
+storage/stores.py saves and loads it (Parquet plus metadata.json). The metadata is a JSON-ready
+dict; every trainer builds it with model_metadata(), so it always has the keys of ModelInfo
+(kind, latent_dim, width, seed, params), plus "rank" (= width, what earlier versions wrote) and
+trainer-specific extras (history, best_epoch, foldin, ...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +26,58 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What every model records about itself, whatever trained it.
+
+    kind: model.kind (or another name for models built elsewhere, e.g. "bench").
+    latent_dim: the model's latent dimension: model.rank for the learned models, 1 for popularity,
+        the number of item features for content.
+    width: the length of every factor vector; latent_dim plus the columns biases are folded into
+        (mf: latent_dim + 2; autoencoder with item_bias: latent_dim + 1).
+    seed: the seed training used; None when nothing is random (popularity, content).
+    params: the trainer's config section (model.<kind>) as a JSON-ready dict.
+    """
+    kind: str
+    latent_dim: int
+    width: int
+    seed: int | None = None
+    params: dict = field(default_factory=dict)
+
+    def metadata(self, **extras: Any) -> dict:
+        """The JSON-ready metadata dict: these fields, "rank" (= width, for readers of earlier
+        versions), then the trainer's `extras`, which may not redefine either."""
+        meta = {"kind": self.kind, "latent_dim": int(self.latent_dim), "width": int(self.width),
+                "rank": int(self.width), "seed": None if self.seed is None else int(self.seed),
+                "params": dict(self.params)}
+        clash = sorted(set(extras) & set(meta))
+        if clash:
+            raise ValueError(f"model metadata extras redefine {clash}")
+        meta.update(extras)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "ModelInfo":
+        """Read back from a metadata dict, also one saved by an earlier version: those have the
+        factor width only as "rank" and the latent dimension as "latent_rank" (mf), "hidden"
+        (autoencoder) or not at all (then it is taken to be the width)."""
+        width = int(metadata["width"] if "width" in metadata else metadata["rank"])
+        latent = next((metadata[k] for k in ("latent_dim", "latent_rank", "hidden") if k in metadata), width)
+        return cls(metadata.get("kind", "unknown"), int(latent), width, metadata.get("seed"),
+                   dict(metadata.get("params") or {}))
+
+
+def model_metadata(kind: str, latent_dim: int, width: int, seed: int | None, params: Any = None,
+                   **extras: Any) -> dict:
+    """Metadata for a trainer's FactorModel: ModelInfo(...).metadata(**extras).
+
+    `params` is the trainer's config section, a dataclass (converted with dataclasses.asdict) or a dict.
+    """
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        params = dataclasses.asdict(params)
+    return ModelInfo(kind, latent_dim, width, seed, dict(params or {})).metadata(**extras)
 
 
 @dataclass
@@ -34,18 +91,24 @@ class FactorModel:
         return self.metadata.get("kind", "unknown")
 
     @property
-    def rank(self) -> int:
-        return int(self.metadata["rank"])
+    def width(self) -> int:
+        """Length of every factor vector (metadata "width"; models saved before it have only "rank")."""
+        return int(self.metadata["width"] if "width" in self.metadata else self.metadata["rank"])
+
+    @property
+    def info(self) -> ModelInfo:
+        """The typed part of the metadata (see ModelInfo.from_metadata for older models)."""
+        return ModelInfo.from_metadata(self.metadata)
 
     def item_factor_matrix(self) -> np.ndarray:
-        """Item factors as a float32 (n_items, rank) matrix whose row i is item_index i.
+        """Item factors as a float32 (n_items, width) matrix whose row i is item_index i.
 
         Collects the catalog to the driver on purpose: it is what scoring broadcasts.
         Items without factors (never seen in training) get a zero row.
         """
         pdf = self.item_factors.select(ITEM_INDEX, FACTORS).toPandas()
         n_items = int(pdf[ITEM_INDEX].max()) + 1 if len(pdf) else 0
-        matrix = np.zeros((n_items, self.rank), dtype=np.float32)
+        matrix = np.zeros((n_items, self.width), dtype=np.float32)
         if len(pdf):
             matrix[pdf[ITEM_INDEX].to_numpy()] = np.stack(pdf[FACTORS].to_numpy()).astype(np.float32)
         return matrix
@@ -61,11 +124,17 @@ class FactorModel:
     ) -> "FactorModel":
         """Build a model from driver-side factor matrices (row i = index i).
 
-        `user_ids` / `item_ids` are the id maps (user_index, user_id) / (item_index, item_id).
+        `user_ids` / `item_ids` are the id maps (user_index, user_id) / (item_index, item_id);
+        `metadata` is normally model_metadata(...); a "width" or "rank" it lacks is taken from the matrices.
         """
+        width = int(item_matrix.shape[1])
+        if user_matrix.shape[1] != width or int(metadata.get("width", width)) != width:
+            raise ValueError(f"factor widths disagree: users {user_matrix.shape[1]}, items {width}, "
+                             f"metadata {metadata.get('width')}")
         spark = user_ids.sparkSession
         meta = dict(metadata)
-        meta.setdefault("rank", int(item_matrix.shape[1]))
+        meta.setdefault("width", width)
+        meta.setdefault("rank", meta["width"])
         meta.setdefault("created_at", dt.datetime.now(dt.timezone.utc).isoformat())
         users = _factor_frame(spark, user_matrix, USER_INDEX).join(user_ids, USER_INDEX)
         items = _factor_frame(spark, item_matrix, ITEM_INDEX).join(item_ids, ITEM_INDEX)

@@ -11,7 +11,6 @@ The biases are folded into two extra columns so a score stays one dot product:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -20,8 +19,8 @@ import numpy as np
 from recsys_spark.config import MfConfig, ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.models.factor_model import FactorModel
-from recsys_spark.models.tf_training import EarlyStopping, EpochLog, batches, set_seed, split_validation
+from recsys_spark.models.factor_model import FactorModel, model_metadata
+from recsys_spark.models.tf_training import batches, fit_epochs, set_seed, split_validation
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                 train_cfg.driver_max_bytes)
     fit = fit_mf(data, model_cfg.rank, model_cfg.mf, model_cfg.seed)
-    metadata = {"kind": "mf", "seed": model_cfg.seed, "latent_rank": model_cfg.rank,
-                "params": dataclasses.asdict(model_cfg.mf), "global_mean": fit.global_mean,
-                "best_epoch": fit.best_epoch, "history": fit.history}
+    metadata = model_metadata("mf", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, model_cfg.mf,
+                              global_mean=fit.global_mean, best_epoch=fit.best_epoch, history=fit.history)
     return FactorModel.from_numpy(fit.user_factors, fit.item_factors, prepared.user_ids, prepared.item_ids, metadata)
 
 
@@ -80,25 +78,20 @@ def fit_mf(data: Interactions, rank: int, cfg: MfConfig, seed: int) -> MfFit:
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return error
 
-    stopper = EarlyStopping(cfg.patience, higher_is_better=False)
-    epochs = EpochLog("mf")
-    for epoch in range(1, cfg.epochs + 1):
+    def train_epoch(epoch: int) -> float:
         total = 0.0
         for idx in batches(len(train_data), cfg.batch_size, rng):
             total += float(step(train_data.users[idx], train_data.items[idx], train_data.weights[idx])) * len(idx)
-        train_rmse = np.sqrt(total / max(len(train_data), 1))
-        if len(held_out):
-            rmse = float(np.sqrt(np.mean(np.square(held_out.weights - predict(held_out.users, held_out.items).numpy()))))
-            epochs.epoch(epoch, train_rmse, "val_rmse", rmse)
-            if stopper.update(epoch, rmse, variables):
-                break
-        else:
-            epochs.epoch(epoch, train_rmse)
-    if len(held_out):
-        stopper.restore(variables)
-        log.info("mf: best epoch %d, validation RMSE %.4f", stopper.best_epoch, stopper.best)
+        return np.sqrt(total / max(len(train_data), 1))
+
+    def validation_rmse() -> float:
+        predicted = predict(held_out.users, held_out.items).numpy()
+        return float(np.sqrt(np.mean(np.square(held_out.weights - predicted))))
+
+    fitted = fit_epochs("mf", cfg.epochs, train_epoch, variables, validation_rmse if len(held_out) else None,
+                        metric="val_rmse", higher_is_better=False, patience=cfg.patience)
     users, items = fold_biases(user_vec.numpy(), item_vec.numpy(), user_bias.numpy(), item_bias.numpy(), mu)
-    return MfFit(users, items, mu, stopper.best_epoch or epoch, epochs.history)
+    return MfFit(users, items, mu, fitted.best_epoch, fitted.history)
 
 
 def fold_biases(user_vec: np.ndarray, item_vec: np.ndarray, user_bias: np.ndarray, item_bias: np.ndarray,

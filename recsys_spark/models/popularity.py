@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from recsys_spark.config import ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData, item_popularity
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
@@ -19,4 +19,4 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     items = (item_popularity(prepared).join(prepared.item_ids, ITEM_INDEX)
              .select(ITEM_INDEX, ITEM_ID, F.array(F.col("popularity").cast("float")).alias(FACTORS)))
     users = prepared.user_ids.select(USER_INDEX, USER_ID, F.array(F.lit(1.0).cast("float")).alias(FACTORS))
-    return FactorModel(users, items, {"kind": "popularity", "rank": 1})
+    return FactorModel(users, items, model_metadata("popularity", 1, 1, None))

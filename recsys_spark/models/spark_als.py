@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from recsys_spark.config import ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
              .join(prepared.user_ids, USER_INDEX))
     items = (fitted.itemFactors.select(F.col("id").cast("int").alias(ITEM_INDEX), F.col("features").alias(FACTORS))
              .join(prepared.item_ids, ITEM_INDEX))
-    params = {k: v for k, v in vars(model_cfg.als).items()}
     return FactorModel(
         user_factors=users.select(USER_INDEX, USER_ID, FACTORS),
         item_factors=items.select(ITEM_INDEX, ITEM_ID, FACTORS),
-        metadata={"kind": "als", "rank": model_cfg.rank, "seed": model_cfg.seed, "params": params},
+        metadata=model_metadata("als", model_cfg.rank, model_cfg.rank, model_cfg.seed, model_cfg.als),
     )

@@ -1,4 +1,4 @@
-"""Shared pieces of the TensorFlow trainers: seeding, validation split, batches, early stopping.
+"""Shared pieces of the TensorFlow trainers: seeding, validation split, batches, the epoch loop.
 
 Everything here works on numpy arrays (no Spark), so the trainers' numerical cores stay
 testable on their own.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -142,3 +143,41 @@ class EpochLog:
         self.history.append(entry)
         log.info("%s: epoch %d loss %.5f%s, %.2fs", self.name, epoch, loss, extra, seconds)
         self._started = time.time()
+
+
+class EpochsFit(NamedTuple):
+    """What fit_epochs returns: the epoch whose weights were kept, and one history entry per epoch."""
+    best_epoch: int
+    history: list[dict]
+
+
+def fit_epochs(name: str, epochs: int, train_epoch: Callable[[int], float], variables: Sequence,
+               validate: Callable[[], float] | None = None, metric: str = "val", higher_is_better: bool = True,
+               patience: int = 1) -> EpochsFit:
+    """The epoch loop of every TensorFlow trainer, with early stopping on a validation metric.
+
+    Runs `train_epoch(epoch)` (it returns the epoch's training loss) for epoch 1..`epochs`. With
+    `validate` (it returns the validation `metric`), each epoch is followed by a validation, the
+    weights of `variables` (tf.Variables, or anything with .numpy() and .assign()) are snapshotted
+    whenever the metric improves (direction: `higher_is_better`), training stops after `patience`
+    epochs without improvement and the best snapshot is put back at the end; best_epoch is then
+    that epoch. Without `validate` every epoch runs, the last weights are kept and best_epoch is
+    the last epoch. History entries: epoch, loss, seconds, and `metric` when validating.
+    """
+    stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
+    log_epochs = EpochLog(name)
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        loss = train_epoch(epoch)
+        if validate is None:
+            log_epochs.epoch(epoch, loss)
+            continue
+        value = validate()
+        log_epochs.epoch(epoch, loss, metric, value)
+        if stopper.update(epoch, value, variables):
+            break
+    if validate is None:
+        return EpochsFit(epoch, log_epochs.history)
+    stopper.restore(variables)
+    log.info("%s: best epoch %d, validation %s %.4f", name, stopper.best_epoch, metric, stopper.best)
+    return EpochsFit(stopper.best_epoch or epoch, log_epochs.history)

@@ -12,7 +12,6 @@ Factors: the normalised tower outputs (scores are cosines).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -24,12 +23,11 @@ from recsys_spark.data.item_features import feature_matrix
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import ConfigError
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.tf_training import (
     Csr,
-    EarlyStopping,
-    EpochLog,
     batches,
+    fit_epochs,
     recall_at_k,
     set_seed,
     split_validation,
@@ -63,8 +61,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                 train_cfg.driver_max_bytes)
     fit = fit_two_tower(data, model_cfg.rank, cfg, model_cfg.seed, features)
-    metadata = {"kind": "two_tower", "seed": model_cfg.seed, "params": dataclasses.asdict(cfg),
-                "best_epoch": fit.best_epoch, "history": fit.history}
+    metadata = model_metadata("two_tower", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, cfg,
+                              best_epoch=fit.best_epoch, history=fit.history)
     return FactorModel.from_numpy(fit.user_factors, fit.item_factors, prepared.user_ids, prepared.item_ids, metadata)
 
 
@@ -123,23 +121,19 @@ def fit_two_tower(data: Interactions, rank: int, cfg: TwoTowerConfig, seed: int,
     if len(val_users) > VALIDATION_USERS:
         val_users = np.sort(rng.choice(val_users, VALIDATION_USERS, replace=False))
     train_rows, held_rows = Csr.from_interactions(train_data), Csr.from_interactions(held_out)
-    stopper = EarlyStopping(cfg.patience)
-    epochs = EpochLog("two_tower")
-    for epoch in range(1, cfg.epochs + 1):
+
+    def train_epoch(epoch: int) -> float:
         total = 0.0
         for idx in batches(len(train_data), cfg.batch_size, rng):
             total += float(step(train_data.users[idx], train_data.items[idx])) * len(idx)
-        loss = total / max(len(train_data), 1)
-        if len(val_users):
-            users, items = factors()
-            recall = recall_at_k(users[val_users], items, val_users, train_rows, held_rows, VALIDATION_K)
-            epochs.epoch(epoch, loss, f"recall@{VALIDATION_K}", recall)
-            if stopper.update(epoch, recall, variables):
-                break
-        else:
-            epochs.epoch(epoch, loss)
-    if len(val_users):
-        stopper.restore(variables)
-        log.info("two_tower: best epoch %d, validation recall@%d %.4f", stopper.best_epoch, VALIDATION_K, stopper.best)
+        return total / max(len(train_data), 1)
+
+    def validation_recall() -> float:
+        users, items = factors()
+        return recall_at_k(users[val_users], items, val_users, train_rows, held_rows, VALIDATION_K)
+
+    fitted = fit_epochs("two_tower", cfg.epochs, train_epoch, variables,
+                        validation_recall if len(val_users) else None, metric=f"recall@{VALIDATION_K}",
+                        patience=cfg.patience)
     users, items = factors()
-    return TwoTowerFit(users, items, stopper.best_epoch or epoch, epochs.history)
+    return TwoTowerFit(users, items, fitted.best_epoch, fitted.history)

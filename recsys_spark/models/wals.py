@@ -9,7 +9,6 @@ reg * (count + unobserved_weight * catalog) ** reg_exponent.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -18,7 +17,7 @@ from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.kernels.confidence import bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
-from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.factor_model import FactorModel, model_metadata
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +53,7 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
     user_factors, item_factors, history = wals_tf.fit(
         data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
         cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress)
-    metadata = {
-        "kind": "wals",
-        "rank": rank,
-        "seed": seed,
-        "params": dataclasses.asdict(cfg),
-        "history": history,
-        "foldin": foldin,
-    }
+    metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin)
     return user_factors, item_factors, metadata
 
 

@@ -128,7 +128,7 @@ def build_catalog(model: FactorModel, rules: Rules) -> Catalog:
     has_factors = np.zeros(n_items, dtype=bool)
     has_factors[items[ITEM_INDEX].to_numpy()] = True
     model_items = np.flatnonzero(candidates & has_factors).astype(np.int32)
-    matrix = np.zeros((n_items, model.rank), dtype=np.float32)
+    matrix = np.zeros((n_items, model.width), dtype=np.float32)
     if len(items):
         matrix[items[ITEM_INDEX].to_numpy()] = np.stack(items[FACTORS].to_numpy())
     position = np.full(n_items, -1, dtype=np.int32)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recsys_spark.config import InputConfig
+from recsys_spark.config import Config, InputConfig, load_config
 from recsys_spark.data.item_features import FEATURE_FORMATS, FEATURES
 from recsys_spark.data.schema import CORRUPT_RECORD, ITEM_ID, TS, USER_ID, WEIGHT
-from recsys_spark.errors import InputError, ItemFeaturesError
+from recsys_spark.errors import ConfigError, InputError, ItemFeaturesError
 from recsys_spark.storage import fs
 
 log = logging.getLogger(__name__)
@@ -192,3 +194,19 @@ def _to_array(df: DataFrame, path: str) -> DataFrame:
         raise ItemFeaturesError(f"{path}: every column but {ITEM_ID} must be a numeric feature "
                                 f"(or one array column named {FEATURES}); found {', '.join(other) or 'no features'}")
     return df.select(ITEM_ID, F.array(*[F.col(c).cast("float") for c in numeric]).alias(FEATURES))
+
+
+def read_config_file(path: str) -> dict:
+    """A YAML config file (local) as a mapping, for config.load_config."""
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"config file {source} does not exist")
+    try:
+        return yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+
+
+def load_config_file(path: str | None, overrides: list[str] | None = None) -> Config:
+    """The Config of a YAML file (or the defaults without one) plus `--set` overrides."""
+    return load_config(read_config_file(path) if path else None, overrides)
