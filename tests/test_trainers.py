@@ -210,7 +210,9 @@ def test_model_info_is_in_every_metadata_and_reads_earlier_models():
     assert meta["seed"] == 7 and meta["params"]["epochs"] == 3 and meta["best_epoch"] == 2
     assert FactorModel(None, None, meta).info == ModelInfo("mf", 8, 10, 7, dataclasses.asdict(MfConfig(epochs=3)))
     with pytest.raises(ValueError, match="redefine"):
-        model_metadata("mf", 8, 10, 7, {}, width=3)
+        model_metadata("mf", 8, 10, 7, {}, rank=3)
+    with pytest.raises(ValueError, match="redefine"):
+        ModelInfo("mf", 8, 10, 7).metadata(width=3)
     # Saved by earlier versions: width only as "rank", latent dimension under the trainer's own key.
     old_mf = FactorModel(None, None, {"kind": "mf", "rank": 10, "latent_rank": 8, "seed": 1})
     assert old_mf.width == 10 and old_mf.info.latent_dim == 8

@@ -18,7 +18,6 @@ from recsys_spark.errors import AccountingError
 MALFORMED_LINE = "malformed_line"
 REASON = "reason"
 RECORD = "record"
-QUARANTINE_COLUMNS = (REASON, USER_ID, ITEM_ID, WEIGHT, TS, RECORD)
 
 
 def profile_input(raw: DataFrame) -> dict:

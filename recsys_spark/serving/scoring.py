@@ -38,7 +38,7 @@ from recsys_spark.serving.tasks import scoring_partitions, worker_precision
 
 log = logging.getLogger(__name__)
 
-SEEN = "seen_items"
+BLOCKED = "blocked_items"  # per user: items seen, plus rules.exclude_user_items
 
 
 @dataclass
@@ -82,14 +82,14 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
     # would: the factor table is small in bytes, the work on it is not).
     partitions = scoring_partitions(spark, cfg)
     lists = (excluded.repartition(partitions, USER_INDEX)
-             .groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(SEEN)))
+             .groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(BLOCKED)))
     users = model.user_factors.select(USER_INDEX, USER_ID, FACTORS)
     if rules.fallback_users is not None:
         factor_type = users.schema[FACTORS].dataType
         without = (rules.fallback_users.select(USER_INDEX, USER_ID).join(users.select(USER_INDEX), USER_INDEX, "left_anti")
                    .withColumn(FACTORS, F.lit(None).cast(factor_type)))
         users = users.unionByName(without)
-    users = users.repartition(partitions, USER_INDEX).join(lists, USER_INDEX, "left").select(USER_ID, FACTORS, SEEN)
+    users = users.repartition(partitions, USER_INDEX).join(lists, USER_INDEX, "left").select(USER_ID, FACTORS, BLOCKED)
     schema = T.StructType([
         T.StructField(USER_ID, model.user_factors.schema[USER_ID].dataType, False),
         T.StructField(RANK, T.IntegerType(), False),
@@ -146,7 +146,7 @@ def build_catalog(model: FactorModel, rules: Rules) -> Catalog:
 def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, top: int,
                 schema: pa.Schema) -> pa.RecordBatch:
     """Top-N rows (user_id, rank, item_id, score, source) of one Arrow chunk of users."""
-    indptr, indices = list_csr(chunk.column(SEEN), catalog.n_items)
+    indptr, indices = list_csr(chunk.column(BLOCKED), catalog.n_items)
     idx = np.full((chunk.num_rows, top), MISSING, dtype=np.int32)
     scores = np.full((chunk.num_rows, top), -np.inf, dtype=np.float32)
     factors = chunk.column(FACTORS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from recsys_spark.config import Config
+from recsys_spark.data.quarantine import MALFORMED_LINE
 from recsys_spark.data.schema import USER_RECS
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.serving.rules import Rules
@@ -15,7 +16,7 @@ def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: 
                   rules: Rules, audit_results: dict) -> dict:
     """The manifest's fixed part; the caller adds row counts, audit, metrics and timings."""
     rejected = dict(prepared_stats.get("rejected", {}))
-    rejected["malformed_line"] = prepared_stats.get("input", {}).get("malformed_lines", 0)
+    rejected[MALFORMED_LINE] = prepared_stats.get("input", {}).get("malformed_lines", 0)
     return {
         "run_id": run_id, "run_date": layout.run_date,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
