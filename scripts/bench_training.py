@@ -78,7 +78,7 @@ def time_wals(users, items, weights, n_users, n_items, rank, iterations):
     from recsys_spark.kernels.confidence import confidence
 
     cfg = WalsConfig()
-    conf = confidence(users, items, weights, cfg.confidence, cfg.alpha, cfg.epsilon)
+    conf = confidence(users, items, weights, cfg.confidence, alpha=cfg.alpha, epsilon=cfg.epsilon)
     _, _, history = wals_tf.fit(users, items, conf, n_users, n_items, rank, iterations, cfg.reg,
                                 cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed=42)
     return [h["seconds"] for h in history]

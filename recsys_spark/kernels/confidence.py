@@ -25,10 +25,13 @@ def bm25_statistics(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n
     return idf, float(user_total.mean()) if n_users else 1.0
 
 
-def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str = "linear",
-               alpha: float = 2.0, epsilon: float = 1.0, bm25_k1: float = 1.2, bm25_b: float = 0.75,
+def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str, *, alpha: float,
+               epsilon: float | None = None, bm25_k1: float | None = None, bm25_b: float | None = None,
                item_idf: np.ndarray | None = None, mean_user_weight: float = 1.0) -> np.ndarray:
     """Confidence c = 1 + alpha * f(w) of each observed entry (float32).
+
+    No defaults here: the values come from model.wals (config/model.py) or a model's fold-in
+    parameters. log needs `epsilon`, bm25 needs `bm25_k1`, `bm25_b` and `item_idf`.
 
     linear: f = w. log: f = log(1 + w / epsilon). bm25: f = w (k1 + 1) / (k1 L_u + w) idf_i with
     L_u = 1 - b + b * (user total weight / mean_user_weight); needs `item_idf` (bm25_statistics).
@@ -38,10 +41,12 @@ def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme
     if scheme == "linear":
         f = w
     elif scheme == "log":
+        if epsilon is None:
+            raise ValueError("log confidence needs epsilon")
         f = np.log1p(w / epsilon)
     elif scheme == "bm25":
-        if item_idf is None:
-            raise ValueError("bm25 confidence needs item_idf; compute it with bm25_statistics")
+        if item_idf is None or bm25_k1 is None or bm25_b is None:
+            raise ValueError("bm25 confidence needs bm25_k1, bm25_b and item_idf (bm25_statistics)")
         user_total = np.bincount(users, weights=w)
         length_norm = (1.0 - bm25_b) + bm25_b * user_total[users] / max(mean_user_weight, 1e-12)
         f = w * (bm25_k1 + 1.0) / (bm25_k1 * length_norm + w) * item_idf[items]

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recsys_spark.config import WalsConfig
 from recsys_spark.data.prepare import dense_index
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
 from recsys_spark.errors import FoldInError
@@ -97,9 +98,12 @@ def solve_frame(chunk: pd.DataFrame, item_factors: np.ndarray, gram_w0: np.ndarr
     local_users = np.repeat(np.arange(len(chunk)), lengths)
     w0 = float(params["unobserved_weight"])
     idf = np.asarray(params["bm25_idf"]) if "bm25_idf" in params else None
-    conf = confidence(local_users, items, weights, params["confidence"], float(params["alpha"]),
-                      float(params.get("epsilon", 1.0)), float(params.get("bm25_k1", 1.2)),
-                      float(params.get("bm25_b", 0.75)), idf, float(params.get("bm25_mean_user_weight", 1.0)))
+    defaults = WalsConfig()  # models saved before a key was recorded used these
+    conf = confidence(local_users, items, weights, params["confidence"], alpha=float(params["alpha"]),
+                      epsilon=float(params.get("epsilon", defaults.epsilon)),
+                      bm25_k1=float(params.get("bm25_k1", defaults.bm25_k1)),
+                      bm25_b=float(params.get("bm25_b", defaults.bm25_b)), item_idf=idf,
+                      mean_user_weight=float(params.get("bm25_mean_user_weight", 1.0)))
     reg = row_regularization(lengths, item_factors.shape[0], float(params["reg"]), w0, float(params["reg_exponent"]))
     factors = solve_users(indptr, items, conf, item_factors, gram_w0, reg, w0)
     return pd.DataFrame({USER_INDEX: chunk[USER_INDEX].to_numpy(dtype=np.int32),

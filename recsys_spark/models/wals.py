@@ -43,8 +43,9 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
     from recsys_spark.kernels import wals_tf  # TensorFlow loads only when this trainer runs
 
     foldin = foldin_parameters(data, cfg)
-    conf = confidence(data.users, data.items, data.weights, cfg.confidence, cfg.alpha, cfg.epsilon,
-                      cfg.bm25_k1, cfg.bm25_b, _idf(foldin), foldin.get("bm25_mean_user_weight", 1.0))
+    conf = confidence(data.users, data.items, data.weights, cfg.confidence, alpha=cfg.alpha, epsilon=cfg.epsilon,
+                      bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, item_idf=_idf(foldin),
+                      mean_user_weight=foldin.get("bm25_mean_user_weight", 1.0))
 
     def progress(entry):
         log.info("wals: iteration %d/%d loss %.6g (%.2fs)", entry["iteration"], cfg.iterations,
