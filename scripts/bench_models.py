@@ -7,7 +7,7 @@ rating values, being an explicit-feedback model); users with at least 5 interact
 random 20% as test (recsys_spark.data.split.random_split, seed 42); the top 10 unseen items per user
 come from the project's scoring stage; precision, recall, NDCG and MAP at 10 from
 recsys_spark.evaluation.metrics, catalog coverage at 10, and the seconds spent in the trainer.
-Every model runs with the defaults of recsys_spark/config.py (model.rank and all); `--set` overrides
+Every model runs with the defaults of recsys_spark/config/ (model.rank and all); `--set` overrides
 them as `recsys-spark --set` does. With --generated the same runs on generated data too (no
 content model there: it has no item features). --write puts the tables into
 docs/benchmarks-models.md.
