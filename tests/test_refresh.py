@@ -1,4 +1,5 @@
-"""`recsys-spark score --model DIR --input PATH`: a saved model scores new input, new users folded in."""
+"""`recsys-spark score --model DIR [--input PATH]`: a saved model scores new input or a later date's
+prepared data, new users folded in, without retraining."""
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -7,25 +8,34 @@ import pytest
 from recsys_spark.app.cli import main
 from recsys_spark.data.sample_data import generate_interactions
 
+FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false", "--quiet"]
 
-def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
+
+@pytest.fixture(scope="module")
+def earlier_model(spark, tmp_path_factory):
+    """A model published for 2026-03-01 from interactions without every 7th user."""
+    tmp = tmp_path_factory.mktemp("refresh")
     interactions = generate_interactions(n_users=300, n_items=120, n_interactions=9000, seed=9)
-    new_users = sorted(interactions.user_id.unique())[:15]
+    users = sorted(interactions.user_id.unique())
+    new_users = users[::7]
     old = interactions[~interactions.user_id.isin(new_users)]
-    (tmp_path / "old.csv").write_text(old.to_csv(index=False))
+    (tmp / "old.csv").write_text(old.to_csv(index=False))
+    out = tmp / "warehouse"
+    assert main(["run", "--input", str(tmp / "old.csv"), "--output", str(out), "--run-date", "2026-03-01", *FAST]) == 0
+    return {"tmp": tmp, "out": out, "interactions": interactions, "old": old, "users": users, "new_users": new_users,
+            "model_dir": out / "_runs" / "2026-03-01" / "current" / "model"}
+
+
+def test_saved_model_scores_new_users_without_retraining(earlier_model):
+    tmp, out, interactions, old = (earlier_model[k] for k in ("tmp", "out", "interactions", "old"))
+    new_users = earlier_model["new_users"]
     # A user the model cannot fold in: every item they touched is new too. The fallback serves them.
     cold = pd.DataFrame({"user_id": "cold-user", "item_id": ["new-item-1", "new-item-2"], "weight": 1.0,
                          "ts": interactions.ts.max()})
-    (tmp_path / "all.csv").write_text(pd.concat([interactions, cold]).to_csv(index=False))
-    out = tmp_path / "warehouse"
-    fast = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--quiet"]
-    assert main(["run", "--input", str(tmp_path / "old.csv"), "--output", str(out), "--run-date", "2026-03-01",
-                 *fast]) == 0
-    model_dir = out / "_runs" / "2026-03-01" / "current" / "model"
-    assert main(["score", "--model", str(model_dir), "--input", str(tmp_path / "all.csv"), "--output", str(out),
-                 "--run-date", "2026-03-02", "--set", "similar.enabled=false", *fast]) == 0
-    assert main(["publish", "--output", str(out), "--run-date", "2026-03-02", "--set", "similar.enabled=false",
-                 *fast]) == 0
+    (tmp / "all.csv").write_text(pd.concat([interactions, cold]).to_csv(index=False))
+    assert main(["score", "--model", str(earlier_model["model_dir"]), "--input", str(tmp / "all.csv"),
+                 "--output", str(out), "--run-date", "2026-03-02", *FAST]) == 0
+    assert main(["publish", "--output", str(out), "--run-date", "2026-03-02", *FAST]) == 0
 
     recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
     seen = interactions.groupby("user_id")["item_id"].agg(set)
@@ -51,29 +61,22 @@ def test_saved_model_scores_new_users_without_retraining(spark, tmp_path):
     assert firsts.nunique() > 1
 
 
-def test_score_input_without_model_is_a_clear_error(spark, tmp_path, capsys):
+def test_score_input_without_model_is_a_clear_error(tmp_path, capsys):
     assert main(["score", "--input", str(tmp_path / "x.csv"), "--output", str(tmp_path), "--quiet"]) == 1
     assert "score --input needs --model" in capsys.readouterr().err
 
 
-def test_score_with_an_earlier_model_maps_the_dates_prepared_data_to_its_index_space(spark, tmp_path):
+def test_score_with_an_earlier_model_maps_the_dates_prepared_data_to_its_index_space(earlier_model):
     # The earlier model knows fewer users, so the date's prepared indexes differ from the model's:
     # without the mapping, seen items would be masked for the wrong users.
-    interactions = generate_interactions(n_users=200, n_items=80, n_interactions=5000, seed=10)
-    users = sorted(interactions.user_id.unique())
-    old = interactions[~interactions.user_id.isin(users[::7])]
-    (tmp_path / "old.csv").write_text(old.to_csv(index=False))
-    (tmp_path / "all.csv").write_text(interactions.to_csv(index=False))
-    out = tmp_path / "warehouse"
-    fast = ["--set", "model.rank=8", "--set", "model.wals.iterations=4", "--set", "similar.enabled=false", "--quiet"]
-    assert main(["run", "--input", str(tmp_path / "old.csv"), "--output", str(out), "--run-date", "2026-03-01",
-                 *fast]) == 0
-    assert main(["prepare", "--input", str(tmp_path / "all.csv"), "--output", str(out), "--run-date", "2026-03-02",
-                 *fast]) == 0
-    model_dir = out / "_runs" / "2026-03-01" / "current" / "model"
-    assert main(["score", "--model", str(model_dir), "--output", str(out), "--run-date", "2026-03-02", *fast]) == 0
-    assert main(["publish", "--output", str(out), "--run-date", "2026-03-02", *fast]) == 0
-    recs = pq.read_table(out / "user_recs" / "run_date=2026-03-02").to_pandas()
+    tmp, out, interactions, old, users = (earlier_model[k] for k in ("tmp", "out", "interactions", "old", "users"))
+    (tmp / "later.csv").write_text(interactions.to_csv(index=False))
+    assert main(["prepare", "--input", str(tmp / "later.csv"), "--output", str(out), "--run-date", "2026-03-03",
+                 *FAST]) == 0
+    assert main(["score", "--model", str(earlier_model["model_dir"]), "--output", str(out), "--run-date", "2026-03-03",
+                 *FAST]) == 0
+    assert main(["publish", "--output", str(out), "--run-date", "2026-03-03", *FAST]) == 0
+    recs = pq.read_table(out / "user_recs" / "run_date=2026-03-03").to_pandas()
     seen = interactions.groupby("user_id")["item_id"].agg(set)
     assert set(recs.user_id) == set(users)
     assert not any(item in seen[user] for user, item in zip(recs.user_id, recs.item_id))
