@@ -7,10 +7,6 @@ import pytest
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests run many small Spark jobs in short-lived JVMs (this one and the CLI subprocesses, which
-# inherit it): the quick C1 JIT alone starts them far faster than tiered C2, which pays off only
-# in long runs. Production JVMs keep the JDK default.
-os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +22,21 @@ def spark(tmp_path_factory):
             "spark.sql.shuffle.partitions": "4",
             "spark.default.parallelism": "4",
             "spark.sql.warehouse.dir": str(warehouse),
-            "spark.driver.memory": "2g",
+            "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
         },
     ))
     session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_frames():
+    """Each module's persisted DataFrames go when it ends, so the shared driver does not fill up."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()

@@ -26,7 +26,8 @@ def test_packaged_job_runs_with_spark_submit(tmp_path):
     source = tmp_path / "interactions.csv"
     generate_interactions(n_users=30, n_items=15, n_interactions=300, seed=4).to_csv(source, index=False)
     out = tmp_path / "warehouse"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "JDK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}  # a short-lived JVM starts faster with C1 alone
     env.pop("RECSYS_SPARK_FAULT", None)
     result = subprocess.run(
         [str(SPARK_SUBMIT), "--master", "local[2]", "--py-files", str(dist / "recsys_spark.zip"),
