@@ -15,6 +15,6 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.8",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "duckdb>=1.1"]},  # duckdb: a real SQL client reads the published tables
     entry_points={"console_scripts": ["recsys-spark=recsys_spark.app.cli:main"]},
 )

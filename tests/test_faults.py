@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from readers import visible_counts
 
 from recsys_spark.app.cli import main
 from recsys_spark.data.sample_data import generate_interactions
@@ -107,14 +108,39 @@ def _kill_at(args: list, point: str) -> None:
 def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, runs):
     out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
     assert runs["old_rows"] != runs["new_rows"]
-    kills = [("during the staging write", lambda: _kill_during_staging_write(args, out / "_runs" / DATE)),
-             ("after staging and audit", lambda: _kill_at(args, "audited")),
-             ("inside publish", lambda: _kill_at(args, "publish_swap"))]
+    _kill_during_staging_write(args, out / "_runs" / DATE)
+    assert any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
+    kills = [("during the staging write", None),
+             ("after staging and audit", lambda: _kill_at(args, "audited"))]
     for where, kill in kills:
-        kill()
+        if kill:
+            kill()
         assert _digest(out, EARLIER) == runs["earlier"], where
         assert _rows(spark, out, DATE) == runs["old_rows"], where
-    assert any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
+    # the audited run started by removing the staging directory the first kill left
+    assert not any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
+
+
+def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
+    """Killed between the two table switches, or before `current`: each table shows one whole run,
+    and `recsys-spark clean` (as every command taking the date's lock) finishes the publish."""
+    from recsys_spark.storage.layout import DateLayout
+    from recsys_spark.storage.publish import published_manifest
+
+    out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
+    for point in ("publish_swap", "publish_current"):
+        _kill_at(args, point)
+        recs, similar = _rows(spark, out, DATE)
+        assert recs in (runs["old_rows"][0], runs["new_rows"][0]), point
+        assert similar in (runs["old_rows"][1], runs["new_rows"][1]), point
+        assert main(["clean", "--output", str(out), "--run-date", DATE, "--quiet"]) == 0
+        leftovers = [n for n in os.listdir(out / "_runs" / DATE) if n.startswith((".staging-", ".publishing", "current."))]
+        assert leftovers == [], point
+        assert _rows(spark, out, DATE) == runs["new_rows"], point
+        counts = published_manifest(spark, DateLayout(str(out), DATE))["row_counts"]
+        shown = visible_counts(spark, str(out), DATE)
+        assert shown == {reader: {t: counts[t] for t in ("user_recs", "item_similar")} for reader in shown}, point
+        assert _digest(out, EARLIER) == runs["earlier"], point
 
 
 def _failed_tasks(spark, group: str) -> int:

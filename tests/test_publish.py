@@ -6,9 +6,11 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from readers import visible_counts
 
 from recsys_spark.storage import fs
 from recsys_spark.storage.audit import (
@@ -202,7 +204,7 @@ def test_retention_removes_old_dates_partitions_first(spark, tmp_path):
     for date in ("2026-01-01", "2026-01-05", "2026-01-08"):
         layout = DateLayout(root, date)
         publish(spark, layout, _stage_run(spark, layout, [("u1", 1, "i1", 1.0)]), "pointer")
-    assert apply_retention(spark, root, retention_days=5) == ["2026-01-01"]
+    assert apply_retention(spark, root, retention_days=5, published_date="2026-01-08") == ["2026-01-01"]
     assert published_dates(spark, root) == ["2026-01-05", "2026-01-08"]
     assert not os.path.lexists(DateLayout(root, "2026-01-01").partition("user_recs"))
     assert sorted(spark.read.parquet(f"{root}/user_recs").toPandas().run_date.astype(str).unique()) == \
@@ -218,7 +220,8 @@ def test_sealed_runs_are_not_world_readable(spark, tmp_path):
     assert fs.local_path(spark, layout.root) == layout.root
 
 
-def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_date(spark, tmp_path):
+@pytest.mark.parametrize("mode", ["rename", "pointer"])
+def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_date(spark, tmp_path, mode):
     import threading
 
     import pyarrow.parquet as pq
@@ -226,7 +229,7 @@ def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_dat
     layout = DateLayout(str(tmp_path / "out"), "2026-01-01")
     runs = [_stage_run(spark, layout, [("u1", 1, "i1", 1.0)]),
             _stage_run(spark, layout, [("u2", 1, "i2", 1.0), ("u2", 2, "i3", 0.5)])]
-    publish(spark, layout, runs[0], "pointer")
+    publish(spark, layout, runs[0], mode)
     expected = {(("u1", "i1"),), (("u2", "i2"), ("u2", "i3"))}
     seen, problems, empty, done = set(), [], [], threading.Event()
 
@@ -261,7 +264,7 @@ def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_dat
     reader = threading.Thread(target=read_until_done)
     reader.start()
     for i in range(60):
-        publish(spark, layout, runs[(i + 1) % 2], "pointer")
+        publish(spark, layout, runs[(i + 1) % 2], mode)
     done.set()
     reader.join()
     assert problems == []
@@ -276,3 +279,107 @@ def test_audit_of_item_similar_with_allowed_neighbours(spark):
     bad = [("a", 1, "c", 0.5), ("b", 1, "a", 0.5), ("c", 1, "b", 0.1)]
     result = audit_similar(spark.createDataFrame(bad, SIMILAR), items, 5, neighbours)
     assert (result["item_not_allowed"], result["wrong_row_count"]) == (1, 1)
+
+
+def test_retention_during_a_backfill_never_removes_a_newer_date(spark, tmp_path):
+    root = str(tmp_path / "out")
+    for date in ("2026-01-01", "2026-01-05", "2026-01-20", "2026-01-03"):  # 01-03 is the backfill
+        layout = DateLayout(root, date)
+        publish(spark, layout, _stage_run(spark, layout, [("u1", 1, "i1", 1.0)]), "rename")
+    with DateLock(spark, DateLayout(root, "2026-01-03").lock, new_run_id(), stale_seconds=600):
+        assert apply_retention(spark, root, retention_days=5, published_date="2026-01-03") == ["2026-01-01"]
+    assert published_dates(spark, root) == ["2026-01-03", "2026-01-05", "2026-01-20"]
+    assert apply_retention(spark, root, retention_days=5, published_date="2026-01-20") == ["2026-01-03", "2026-01-05"]
+
+
+# -- what real readers see: Spark SQL, pyarrow datasets, DuckDB ------------------------------
+
+def _stage(spark, layout, n):
+    """A sealed run with n user_recs rows and n + 1 item_similar rows; returns (run id, counts)."""
+    run_id = new_run_id()
+    staging = layout.staging(run_id)
+    _recs(spark, [(f"u{i}", 1, "i1", 1.0) for i in range(n)]).write.parquet(table_path(staging, "user_recs"))
+    spark.createDataFrame([(f"a{i}", 1, "b", 0.5) for i in range(n + 1)], SIMILAR).write.parquet(
+        table_path(staging, "item_similar"))
+    counts = {"user_recs": n, "item_similar": n + 1}
+    seal(spark, layout, run_id, {"run_id": run_id, "row_counts": counts})
+    return run_id, counts
+
+
+def _matches_current(spark, layout, readers=("spark", "pyarrow", "duckdb")) -> None:
+    counts = published_manifest(spark, layout)["row_counts"]
+    assert visible_counts(spark, layout.root, layout.run_date, readers) == {r: counts for r in readers}
+    assert not os.path.exists(f"{layout.runs}/.publishing")
+    dangling = [str(p) for p in Path(layout.root).rglob("*") if p.is_symlink() and not p.exists()]
+    assert dangling == []
+
+
+def test_switching_publish_mode_either_way_shows_every_reader_the_new_run(spark, tmp_path):
+    layout = DateLayout(str(tmp_path / "out"), "2026-02-01")
+    other = DateLayout(layout.root, "2026-01-31")
+    publish(spark, other, _stage(spark, other, 7)[0], "rename")
+    publish(spark, layout, _stage(spark, layout, 2)[0], "pointer")
+    _matches_current(spark, layout, readers=("spark", "pyarrow"))  # DuckDB does not follow the partition symlink
+    for n, mode in ((3, "rename"), (4, "pointer"), (5, "rename"), (6, "rename")):
+        run_id, counts = _stage(spark, layout, n)
+        publish(spark, layout, run_id, mode)
+        assert published_run(spark, layout) == run_id
+        _matches_current(spark, layout, readers=("spark", "pyarrow", "duckdb") if mode == "rename" else ("spark", "pyarrow"))
+        assert os.path.islink(layout.partition("user_recs")) == (mode == "pointer")
+    _matches_current(spark, other)
+
+
+def test_a_publish_that_fails_half_way_puts_the_previous_run_back(spark, tmp_path, monkeypatch):
+    from recsys_spark.storage import publish as publishing
+
+    layout = DateLayout(str(tmp_path / "out"), "2026-02-01")
+    for first_mode in ("rename", "pointer"):
+        previous, _ = _stage(spark, layout, 2)
+        publish(spark, layout, previous, first_mode)
+        real_exchange, calls = fs.exchange, []
+
+        def exchange_fails_on_the_second_table(a, b):
+            calls.append(b)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            return real_exchange(a, b)
+
+        monkeypatch.setattr(publishing.fs, "exchange", exchange_fails_on_the_second_table)
+        failing, _ = _stage(spark, layout, 3)
+        with pytest.raises(OSError, match="No space left"):
+            publish(spark, layout, failing, "rename")
+        monkeypatch.setattr(publishing.fs, "exchange", real_exchange)
+        assert published_run(spark, layout) == previous
+        _matches_current(spark, layout, ("spark", "pyarrow", "duckdb") if first_mode == "rename" else ("spark", "pyarrow"))
+        publish(spark, layout, failing, "rename")  # the failed run itself is intact
+        _matches_current(spark, layout)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL inside publish: nothing after it runs, no rollback (tests/test_faults.py
+    kills real processes at the same points)."""
+
+
+@pytest.mark.parametrize("point", ["publish_swap", "publish_current"])
+@pytest.mark.parametrize("mode", ["rename", "pointer"])
+def test_a_publish_killed_half_way_is_finished_by_repair(spark, tmp_path, monkeypatch, mode, point):
+    from recsys_spark.storage import publish as publishing
+
+    layout = DateLayout(str(tmp_path / "out"), "2026-02-01")
+    publish(spark, layout, _stage(spark, layout, 2)[0], "rename" if mode == "pointer" else "pointer")
+    run_id, counts = _stage(spark, layout, 3)
+
+    def kill(name):
+        if name == point:
+            raise _Killed
+
+    monkeypatch.setattr(publishing, "fault_point", kill)
+    with pytest.raises(_Killed):
+        publish(spark, layout, run_id, mode)
+    monkeypatch.undo()
+    for table, rows in visible_counts(spark, layout.root, layout.run_date, ("spark",))["spark"].items():
+        assert rows in (2 + (table == "item_similar"), counts[table])  # each table shows one whole run
+    assert publishing.repair(spark, layout) == run_id
+    assert published_run(spark, layout) == run_id
+    _matches_current(spark, layout, ("spark", "pyarrow", "duckdb") if mode == "rename" else ("spark", "pyarrow"))
+    assert publishing.repair(spark, layout) is None

@@ -32,4 +32,5 @@ def test_a_run_whose_ndcg_dropped_is_refused_and_yesterday_stays(spark, tmp_path
         run_nightly(spark, cfg, str(source), out, "2026-06-02")
     assert not os.path.lexists(os.path.join(out, "user_recs", "run_date=2026-06-02"))
     assert not os.path.lexists(os.path.join(out, "_runs", "2026-06-02", "current"))
-    assert os.path.islink(os.path.join(out, "user_recs", "run_date=2026-06-01"))
+    partition = os.path.join(out, "user_recs", "run_date=2026-06-01")
+    assert os.path.isdir(partition) and not os.path.islink(partition)  # the default layout: a real directory

@@ -21,6 +21,8 @@ STAGES = {
     "similar": "stage the top-K similar items of every item (item_similar); `publish` publishes them",
     "publish": "audit the tables `score` and `similar` staged for the run date (user_recs, and item_similar "
                "unless similar.enabled is false) and publish them in one step",
+    "clean": "finish a publish that was killed half-way and remove what killed or failed runs left (staging "
+             "directories, half-made pointers), for one --run-date or every date; published runs stay",
     "evaluate": "split the interactions, train every compared model (evaluate.models) on the train part, score the "
                 "held-out users and write the metrics table (OUTPUT/metrics) and a Markdown report with plots",
     "tune": "search conf values on a validation split carved from the evaluate train split; "
@@ -47,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--input", help="with --model: new interactions to score with that saved model; users "
                                              "it has not seen get factors by fold-in, without retraining")
         cmd.add_argument("--output", help="output directory (default: output.path from the config, ./warehouse)")
-        cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
+        if name == "clean":
+            cmd.add_argument("--run-date", help="YYYY-MM-DD date to clean (default: every date of the output)")
+        else:
+            cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
         if name in ("score", "similar"):
             cmd.add_argument("--model", help="directory of a saved model (default: the run date's model)")
         if name == "evaluate":
@@ -84,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def checked_arguments(args) -> tuple[Config, str]:
+def checked_arguments(args) -> tuple[Config, str | None]:
     """The config and run date, with every check that needs no Spark done before it starts."""
     cfg = load_config_file(args.conf, args.overrides)
-    run_date = parse_run_date(args.run_date)
+    run_date = None if args.command == "clean" and not args.run_date else parse_run_date(args.run_date)
     if args.command == "score" and args.input and not args.model:
         raise NotFoundError("score --input needs --model DIR: the saved model to score the new input with")
     if args.command == "tune":
@@ -114,6 +119,8 @@ def run_command(spark, cfg: Config, args, paths: RunPaths):
         return stages.stage_similar(spark, cfg, paths, args.model)
     if args.command == "publish":
         return stages.stage_publish(spark, cfg, paths)
+    if args.command == "clean":
+        return stages.stage_clean(spark, cfg, paths.output, paths.run_date)
     if args.command == "evaluate":
         return studies.run_evaluate(spark, cfg, args.input, paths, args.report_dir)
     return studies.run_tune(spark, cfg, args.input, paths, args.best_conf)

@@ -10,6 +10,7 @@ from recsys_spark.app.steps import (
     RunSummary,
     Scored,
     audit_and_publish,
+    date_lock,
     evaluate_run,
     load_rules,
     private_output,
@@ -24,7 +25,6 @@ from recsys_spark.app.steps import (
 from recsys_spark.config import Config
 from recsys_spark.data.schema import ITEM_SIMILAR, USER_RECS
 from recsys_spark.storage.layout import QUARANTINE, DateLayout, new_run_id, table_path
-from recsys_spark.storage.lock import DateLock
 from recsys_spark.storage.publish import resolve_mode
 from recsys_spark.storage.stores import load_model, save_model
 
@@ -36,7 +36,7 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
     resolve_mode(spark, output, cfg.publish.mode)
     private_output(spark, cfg, output)
     set_checkpoint_dir(spark, cfg, output)
-    with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+    with date_lock(spark, cfg, layout, run_id):
         staging = layout.staging(run_id)
         with timed("prepare", summary.timings):
             prepared, quarantine = read_and_prepare(spark, cfg, source)

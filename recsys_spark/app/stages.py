@@ -15,6 +15,7 @@ from recsys_spark.app.steps import (
     RunSummary,
     Scored,
     audit_and_publish,
+    date_lock,
     load_rules,
     private_output,
     read_and_prepare,
@@ -30,8 +31,8 @@ from recsys_spark.data.schema import ITEM_SIMILAR, USER_RECS
 from recsys_spark.errors import NotFoundError, UserError
 from recsys_spark.models.reindex import in_model_space
 from recsys_spark.storage import fs
-from recsys_spark.storage.layout import QUARANTINE, new_run_id, table_path
-from recsys_spark.storage.lock import DateLock
+from recsys_spark.storage.layout import QUARANTINE, DateLayout, new_run_id, table_path
+from recsys_spark.storage.publish import run_dates
 from recsys_spark.storage.stores import load_model, load_prepared, read_json, save_model, save_prepared, write_json
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def stage_publish(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSumma
     model_dir = model_dirs[USER_RECS]
     scored = scoring_inputs(spark, cfg, paths, model_dir)
     run_id = new_run_id()
-    with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+    with date_lock(spark, cfg, layout, run_id):
         staging = layout.staging(run_id)
         fs.mkdirs(spark, staging)
         for name in (*needed, QUARANTINE):
@@ -165,3 +166,13 @@ def stage_publish(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSumma
 def _scored_with(spark: SparkSession, pending: str, table: str, default: str) -> str:
     record = f"{pending}/{table}.json"
     return read_json(spark, record)["model_dir"] if fs.exists(spark, record) else default
+
+
+def stage_clean(spark: SparkSession, cfg: Config, output: str, run_date: str | None) -> RunSummary:
+    """Under each date's lock (one date, or every date of the output): finish a publish that was
+    killed half-way and remove what killed or failed runs left; published runs stay."""
+    summary = RunSummary(RunPaths(output, run_date or "every date"))
+    for date in [run_date] if run_date else run_dates(spark, output):
+        with date_lock(spark, cfg, DateLayout(output, date), new_run_id()) as tidied:
+            summary.counts[f"{date} cleaned"] = len(tidied["removed"]) + (tidied["finished"] is not None)
+    return summary

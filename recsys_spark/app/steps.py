@@ -30,12 +30,15 @@ from recsys_spark.serving.similarity import similar_items
 from recsys_spark.serving.tables import item_similar_table, user_recs_table
 from recsys_spark.storage import audit, fs, readers
 from recsys_spark.storage.layout import DateLayout, table_path
+from recsys_spark.storage.lock import DateLock
 from recsys_spark.storage.manifest import base_manifest
 from recsys_spark.storage.publish import (
     apply_retention,
     clean_date,
     last_published_manifest,
     publish,
+    remove_leftovers,
+    repair,
     resolve_mode,
     seal,
 )
@@ -92,6 +95,15 @@ def timed(name: str, timings: dict):
     yield
     timings[name] = round(time.time() - started, 2)
     log.info("%s: done in %.1fs", name, timings[name])
+
+
+@contextmanager
+def date_lock(spark: SparkSession, cfg: Config, layout: DateLayout, run_id: str):
+    """Hold the date's lock; first finish a publish that was killed half-way and remove what
+    killed or failed runs of the date left behind; yields what was finished and removed."""
+    with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
+        finished = repair(spark, layout)
+        yield {"finished": finished, "removed": remove_leftovers(spark, layout)}
 
 
 def set_checkpoint_dir(spark: SparkSession, cfg: Config, output: str) -> None:
@@ -250,5 +262,5 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
         fault_point("audited")
         replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
         clean_date(spark, layout, keep={run_id, replaced} - {None})
-        apply_retention(spark, layout.root, cfg.publish.retention_days)
+        apply_retention(spark, layout.root, cfg.publish.retention_days, layout.run_date)
     return manifest

@@ -111,7 +111,7 @@ class OutputConfig:
 @dataclass
 class PublishConfig:
     """Write-audit-publish of a run date (see docs/publishing.md)."""
-    mode: str = "auto"  # auto (pointer on POSIX paths, else rename) | pointer | rename
+    mode: str = "auto"  # auto (= rename: real partition directories) | rename | pointer (symlinks, POSIX only)
     retention_days: int = 0  # dates older than the newest published date minus this are removed; 0 keeps all
     lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
     gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run

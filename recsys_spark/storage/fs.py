@@ -138,3 +138,26 @@ def restrict_permissions(spark: SparkSession, path: str, dir_mode: int = 0o750, 
             pending.extend(fs.listStatus(status.getPath()))
         else:
             fs.setPermission(status.getPath(), file_perm)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swap two local paths in one atomic step (Linux renameat2 RENAME_EXCHANGE: each may be a
+    file, a directory or a symlink); False where the kernel, C library or file system cannot."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)

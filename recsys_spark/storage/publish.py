@@ -1,15 +1,22 @@
-"""Publish an audited run of a date in one step, clean up, apply retention.
+"""Publish an audited run of a date, finish a publish that was interrupted, clean up, apply retention.
 
-Two modes (publish.mode; auto picks pointer on a local/POSIX output, rename elsewhere):
+Two layouts (publish.mode; auto is rename):
 
-- pointer: `_runs/D/current` is a symlink to the run directory, and each table partition
-  `TABLE/run_date=D` is a symlink to `../_runs/D/current/TABLE`. Publishing replaces `current`
-  with rename(2), which is atomic: readers resolve both tables and the manifest through it, so
-  they see the old run or the new one whole, and the date never goes missing.
-- rename: (HDFS and other file systems without symlinks) each table directory is renamed into
-  its partition, after moving the old one back into its run directory, then `current` (a file
-  holding the run id) is rewritten. Each rename is atomic on HDFS, but a table's date is absent
-  between its two renames and the two tables switch one after the other. See docs/publishing.md.
+- rename (the default): each table partition `TABLE/run_date=D` is a real directory, the table
+  directory of the published run moved there, so every reader that lists files sees it (Spark,
+  DuckDB, pyarrow, Trino/Hive external tables). On a local file system each table is switched by one atomic exchange of the two directories
+  (Linux renameat2 RENAME_EXCHANGE), so its date is never missing; elsewhere (HDFS) by two
+  renames. The tables switch one after the other, and `current` last.
+- pointer: each partition is a symlink to `../_runs/D/current/TABLE`, so one rename(2) of
+  `current` switches both tables and the manifest; only readers that follow directory symlinks
+  see the tables (Spark does, DuckDB does not).
+
+`_runs/D/current` names the published run: a symlink to its directory on a local file system, a
+file holding its id elsewhere. A date's layout is read from what is on disk, never assumed, so a
+date published in one mode is published in the other by converting each path in place. Before the first change the run id
+and mode are written to `_runs/D/.publishing`; an exception rolls back to the previous run, and
+a publish killed half-way is finished by `repair`, which every command taking the date's lock
+runs first. See docs/publishing.md.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 
 from pyspark.sql import SparkSession
 
@@ -35,26 +43,35 @@ from recsys_spark.storage.layout import (
     check_run_date,
     check_run_id,
     table_path,
+    under,
 )
 
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "_RUN_ID"
+INTENT = ".publishing"
+RETIRED_PREFIX = ".retired-"
+LINK_PREFIX = ".link-"  # a partition symlink being created, inside the table root
+MODES = ("auto", "rename", "pointer")
 
 
 def resolve_mode(spark: SparkSession, root: str, mode: str) -> str:
-    """pointer or rename for the output root (auto: pointer when the root is on a local file system)."""
-    local = fs.local_path(spark, root) is not None
-    if mode == "pointer" and not local:
+    """rename or pointer for the output root (auto: rename); pointer needs a local file system."""
+    if mode == "pointer" and fs.local_path(spark, root) is None:
         raise ConfigError(f"publish.mode pointer needs a local (POSIX) output; {root} is not: use rename or auto")
-    return mode if mode != "auto" else ("pointer" if local else "rename")
+    return "rename" if mode == "auto" else mode
 
 
 def published_run(spark: SparkSession, layout: DateLayout) -> str | None:
     """The run id published for the date, or None."""
     local = fs.local_path(spark, layout.current)
-    if local is not None and os.path.islink(local):
-        return check_run_id(os.path.basename(os.readlink(local)))
+    if local is not None:
+        if os.path.islink(local):
+            return check_run_id(os.path.basename(os.readlink(local)))
+        if not os.path.isfile(local):
+            return None
+        with open(local, encoding="utf-8") as handle:
+            return check_run_id(handle.read().strip())
     if fs.exists(spark, layout.current):
         return check_run_id(fs.read_text(spark, layout.current).strip())
     return None
@@ -68,17 +85,20 @@ def published_manifest(spark: SparkSession, layout: DateLayout) -> dict | None:
     return json.loads(fs.read_text(spark, f"{layout.run(run_id)}/{MANIFEST}"))
 
 
-def published_dates(spark: SparkSession, root: str) -> list[str]:
-    """Run dates with a published run, oldest first."""
+def run_dates(spark: SparkSession, root: str) -> list[str]:
+    """Every run date with a directory under `_runs`, oldest first."""
     dates = []
     for name in fs.list_names(spark, f"{root.rstrip('/')}/{RUNS}"):
         try:
-            layout = DateLayout(root, check_run_date(name))
+            dates.append(check_run_date(name))
         except ValueError:
             continue
-        if published_run(spark, layout) is not None:
-            dates.append(name)
     return dates
+
+
+def published_dates(spark: SparkSession, root: str) -> list[str]:
+    """Run dates with a published run, oldest first."""
+    return [d for d in run_dates(spark, root) if published_run(spark, DateLayout(root, d)) is not None]
 
 
 def last_published_manifest(spark: SparkSession, root: str, on_or_before: str) -> dict | None:
@@ -104,51 +124,199 @@ def seal(spark: SparkSession, layout: DateLayout, run_id: str, manifest: dict) -
 
 
 def publish(spark: SparkSession, layout: DateLayout, run_id: str, mode: str) -> str | None:
-    """Make the sealed run `run_id` the date's visible run; returns the run it replaced."""
+    """Make the sealed run `run_id` the date's visible run in `mode` (rename or pointer), whatever
+    layout the date had; returns the run it replaced. On an error the previous run is put back."""
     previous = published_run(spark, layout)
-    run_dir = layout.run(run_id)
-    if not fs.exists(spark, f"{run_dir}/{SUCCESS}"):
-        raise RuntimeError(f"{run_dir} is not a sealed run (no {SUCCESS}); refusing to publish it")
-    tables = [t for t in TABLES if fs.exists(spark, table_path(run_dir, t))]
-    if mode == "pointer":
-        _flip_pointer(spark, layout, run_id, tables)
-    else:
-        _swap_directories(spark, layout, run_id, tables)
+    previous_mode = _layout_mode(spark, layout)
+    if not fs.exists(spark, f"{layout.run(run_id)}/{SUCCESS}"):
+        raise RuntimeError(f"{layout.run(run_id)} is not a sealed run (no {SUCCESS}); refusing to publish it")
+    fs.write_text(spark, f"{layout.runs}/{INTENT}", json.dumps({"run_id": run_id, "mode": mode}))
+    try:
+        _switch(spark, layout, run_id, mode)
+    except Exception:
+        _roll_back(spark, layout, previous, previous_mode or mode)
+        raise
+    fs.delete(spark, f"{layout.runs}/{INTENT}")
     log.info("published run %s of %s (replacing %s)", run_id, layout.run_date, previous or "nothing")
     return previous
 
 
-def _flip_pointer(spark: SparkSession, layout: DateLayout, run_id: str, tables: list[str]) -> None:
-    current = fs.local_path(spark, layout.current)
-    staged_link = f"{current}.{run_id}"
-    if os.path.lexists(staged_link):
-        os.unlink(staged_link)
-    os.symlink(run_id, staged_link)
-    fault_point("publish_swap")
-    os.replace(staged_link, current)  # the one atomic step: both tables and the manifest switch together
-    _fsync_dir(os.path.dirname(current))
+def repair(spark: SparkSession, layout: DateLayout) -> str | None:
+    """Finish a publish of the date that was killed half-way (its run is sealed and audited); returns
+    its run id, or None when there was nothing to finish. Call under the date's lock."""
+    intent_path = f"{layout.runs}/{INTENT}"
+    if not fs.exists(spark, intent_path):
+        return None
+    intent = json.loads(fs.read_text(spark, intent_path))
+    run_id, mode = check_run_id(intent["run_id"]), intent["mode"]
+    log.warning("finishing the interrupted publish of run %s of %s", run_id, layout.run_date)
+    _switch(spark, layout, run_id, mode)
+    fs.delete(spark, intent_path)
+    return run_id
+
+
+def _switch(spark: SparkSession, layout: DateLayout, run_id: str, mode: str) -> None:
+    """Bring every path of the date to show `run_id` in `mode`; each step may be repeated."""
+    tables = [t for t in TABLES if _table_location(spark, layout, run_id, t) is not None]
+    if mode == "pointer":
+        # current first: the partitions then resolve through it, or are converted to do so
+        _set_current(spark, layout, run_id)
+        fault_point("publish_current")
+        for table in TABLES:
+            if table in tables:
+                _link_partition(spark, layout, table)
+            else:
+                _withdraw(spark, layout, table)
+            fault_point("publish_swap")
+    else:
+        for table in TABLES:
+            if table in tables:
+                _move_into_partition(spark, layout, run_id, table)
+            else:
+                _withdraw(spark, layout, table)
+            fault_point("publish_swap")
+        fault_point("publish_current")
+        _set_current(spark, layout, run_id)
+
+
+def _roll_back(spark: SparkSession, layout: DateLayout, previous: str | None, mode: str) -> None:
+    try:
+        if previous is None:
+            for table in TABLES:
+                _withdraw(spark, layout, table)
+            fs.delete(spark, layout.current)
+        else:
+            _switch(spark, layout, previous, mode)
+        fs.delete(spark, f"{layout.runs}/{INTENT}")
+    except Exception:  # the intent stays: the next command on the date finishes the publish
+        log.exception("could not put run %s of %s back; the next run of the date will finish the publish",
+                      previous, layout.run_date)
+
+
+def _layout_mode(spark: SparkSession, layout: DateLayout) -> str | None:
+    """pointer when the date's partitions are symlinks, rename when they are directories."""
     for table in TABLES:
-        link = fs.local_path(spark, layout.partition(table))
-        if table in tables and not os.path.lexists(link):
-            os.makedirs(os.path.dirname(link), mode=0o750, exist_ok=True)
-            os.symlink(os.path.join("..", RUNS, layout.run_date, CURRENT, table), link)
-        elif table not in tables and os.path.lexists(link):
-            os.unlink(link)
+        if _is_link(spark, layout.partition(table)):
+            return "pointer"
+        if _present(spark, layout.partition(table)):
+            return "rename"
+    return None
 
 
-def _swap_directories(spark: SparkSession, layout: DateLayout, run_id: str, tables: list[str]) -> None:
-    for table in tables:
-        target = layout.partition(table)
-        if fs.exists(spark, target):
-            marker = f"{target}/{RUN_ID_FILE}"
-            owner = fs.read_text(spark, marker).strip() if fs.exists(spark, marker) else None
-            home = table_path(layout.run(owner), table) if owner else f"{layout.runs}/.retired-{run_id}-{table}"
-            fs.delete(spark, home)
-            fs.rename(spark, target, home)
-        fs.mkdirs(spark, layout.table_root(table))
-        fs.rename(spark, table_path(layout.run(run_id), table), target)
-        fault_point("publish_swap")
-    fs.write_text(spark, layout.current, run_id)
+def _table_location(spark: SparkSession, layout: DateLayout, run_id: str, table: str) -> str | None:
+    """Where the table of `run_id` is now: its run directory, its partition, or nowhere."""
+    home = table_path(layout.run(run_id), table)
+    if fs.exists(spark, home) and not _is_link(spark, home):
+        return home
+    partition = layout.partition(table)
+    if not _is_link(spark, partition) and _owner(spark, partition) == run_id:
+        return partition
+    return None
+
+
+def _owner(spark: SparkSession, table_dir: str) -> str | None:
+    """The run that wrote the table directory (its _RUN_ID), following links; None if absent."""
+    marker = f"{table_dir}/{RUN_ID_FILE}"
+    local = fs.local_path(spark, marker)
+    if local is not None:
+        if not os.path.isfile(local):
+            return None
+        with open(local, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return fs.read_text(spark, marker).strip() if fs.exists(spark, marker) else None
+
+
+def _is_link(spark: SparkSession, path: str) -> bool:
+    local = fs.local_path(spark, path)
+    return local is not None and os.path.islink(local)
+
+
+def _present(spark: SparkSession, path: str) -> bool:
+    local = fs.local_path(spark, path)
+    return os.path.lexists(local) if local is not None else fs.exists(spark, path)
+
+
+def _move_into_partition(spark: SparkSession, layout: DateLayout, run_id: str, table: str) -> None:
+    partition, source = layout.partition(table), table_path(layout.run(run_id), table)
+    if not _is_link(spark, partition) and _owner(spark, partition) == run_id:
+        return
+    fs.mkdirs(spark, layout.table_root(table))
+    if not _present(spark, partition):
+        fs.rename(spark, source, partition)
+        return
+    owner = None if _is_link(spark, partition) else _owner(spark, partition)
+    local_source, local_partition = fs.local_path(spark, source), fs.local_path(spark, partition)
+    if local_source is not None and fs.exchange(local_source, local_partition):
+        # source now holds what the partition held: the old run's directory, or a pointer-mode link
+        _put_away(spark, layout, source, owner, table)
+        return
+    # No atomic exchange here (HDFS, or not Linux): the date is missing between the two renames.
+    aside = under(layout.runs, f"{RETIRED_PREFIX}{secrets.token_hex(4)}-{table}")
+    if _is_link(spark, partition):
+        os.unlink(local_partition)
+    else:
+        fs.rename(spark, partition, aside)
+    fs.rename(spark, source, partition)
+    _put_away(spark, layout, aside, owner, table)
+
+
+def _link_partition(spark: SparkSession, layout: DateLayout, table: str) -> None:
+    partition = fs.local_path(spark, layout.partition(table))
+    target = os.path.join("..", RUNS, layout.run_date, CURRENT, table)
+    if os.path.islink(partition) and os.readlink(partition) == target:
+        return
+    os.makedirs(os.path.dirname(partition), mode=0o750, exist_ok=True)
+    link = os.path.join(os.path.dirname(partition), f"{LINK_PREFIX}{layout.run_date}-{secrets.token_hex(4)}")
+    os.symlink(target, link)
+    if not os.path.lexists(partition):
+        os.replace(link, partition)
+        return
+    owner = None if os.path.islink(partition) else _owner(spark, layout.partition(table))
+    if not fs.exchange(link, partition):
+        if os.path.islink(partition):
+            os.replace(link, partition)
+            return
+        aside = fs.local_path(spark, under(layout.runs, f"{RETIRED_PREFIX}{secrets.token_hex(4)}-{table}"))
+        os.rename(partition, aside)
+        os.replace(link, partition)
+        link = aside
+    _put_away(spark, layout, f"file:{link}", owner, table)
+
+
+def _withdraw(spark: SparkSession, layout: DateLayout, table: str) -> None:
+    """The run has no such table: take the date's partition away (back into its run, if any)."""
+    partition = layout.partition(table)
+    if _present(spark, partition):
+        owner = None if _is_link(spark, partition) else _owner(spark, partition)
+        _put_away(spark, layout, partition, owner, table)
+
+
+def _put_away(spark: SparkSession, layout: DateLayout, path: str, owner: str | None, table: str) -> None:
+    """Remove a link, or move a table directory back into the run that wrote it (or delete it)."""
+    if _is_link(spark, path):
+        os.unlink(fs.local_path(spark, path))
+        return
+    home = table_path(layout.run(owner), table) if owner and fs.exists(spark, layout.run(owner)) else None
+    if home is None:
+        fs.delete(spark, path)
+        return
+    fs.delete(spark, home)
+    fs.rename(spark, path, home)
+
+
+def _set_current(spark: SparkSession, layout: DateLayout, run_id: str) -> None:
+    """`current` names the run: a symlink to its directory locally (so `current/manifest.json`
+    works), a file holding its id elsewhere."""
+    current = fs.local_path(spark, layout.current)
+    if current is None:
+        fs.write_text(spark, layout.current, run_id)
+        return
+    staged = f"{current}.{run_id}"
+    if os.path.lexists(staged):
+        os.unlink(staged)
+    os.symlink(run_id, staged)
+    os.replace(staged, current)  # atomic, whether current was a file (an older layout), a symlink or absent
+    _fsync_dir(os.path.dirname(current))
 
 
 def _fsync_dir(path: str) -> None:
@@ -159,23 +327,49 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def clean_date(spark: SparkSession, layout: DateLayout, keep: set[str]) -> list[str]:
-    """Remove staging directories and runs of the date other than `keep` (the published run and
-    the one it replaced, which queries started before the swap may still be reading)."""
+def remove_leftovers(spark: SparkSession, layout: DateLayout) -> list[str]:
+    """Remove what killed or failed runs of the date left: staging directories, half-made
+    `current` pointers, tables set aside, partition links being made. Call under the date's lock,
+    after `repair`."""
     removed = []
-    local = fs.local_path(spark, layout.runs)
-    # Hadoop's local file system does not see dangling symlinks, so list and unlink those with os.
-    names = sorted(os.listdir(local)) if local and os.path.isdir(local) else fs.list_names(spark, layout.runs)
-    for name in names:
-        run_id = name[len(STAGING_PREFIX):] if name.startswith(STAGING_PREFIX) else name
-        leftover = name.startswith((".retired-", f"{CURRENT}."))
-        if leftover or (_is_run_id(run_id) and (name != run_id or run_id not in keep)):
-            if local is not None and os.path.islink(os.path.join(local, name)):
-                os.unlink(os.path.join(local, name))
-            else:
-                fs.delete(spark, f"{layout.runs}/{name}")
+    for name in _names(spark, layout.runs):
+        if name.startswith((STAGING_PREFIX, RETIRED_PREFIX, f"{CURRENT}.")):
+            _remove(spark, under(layout.runs, name))
+            removed.append(name)
+    for table in TABLES:
+        for name in _names(spark, layout.table_root(table)):
+            if name.startswith(f"{LINK_PREFIX}{layout.run_date}-"):
+                _remove(spark, under(layout.table_root(table), name))
+                removed.append(f"{table}/{name}")
+    if removed:
+        log.info("removed leftovers of earlier runs of %s: %s", layout.run_date, ", ".join(removed))
+    return removed
+
+
+def clean_date(spark: SparkSession, layout: DateLayout, keep: set[str]) -> list[str]:
+    """Remove leftovers and the runs of the date other than `keep` (the published run and the one
+    it replaced, which queries started before the swap may still be reading)."""
+    removed = remove_leftovers(spark, layout)
+    for name in _names(spark, layout.runs):
+        if _is_run_id(name) and name not in keep:
+            _remove(spark, under(layout.runs, name))
             removed.append(name)
     return removed
+
+
+def _names(spark: SparkSession, path: str) -> list[str]:
+    # Hadoop's local file system does not see dangling symlinks, so list local directories with os.
+    local = fs.local_path(spark, path)
+    if local is not None:
+        return sorted(os.listdir(local)) if os.path.isdir(local) else []
+    return fs.list_names(spark, path)
+
+
+def _remove(spark: SparkSession, path: str) -> None:
+    if _is_link(spark, path):
+        os.unlink(fs.local_path(spark, path))
+    else:
+        fs.delete(spark, path)
 
 
 def _is_run_id(name: str) -> bool:
@@ -186,8 +380,9 @@ def _is_run_id(name: str) -> bool:
     return True
 
 
-def apply_retention(spark: SparkSession, root: str, retention_days: int) -> list[str]:
-    """Remove the dates older than the newest published date minus `retention_days` (0 keeps all).
+def apply_retention(spark: SparkSession, root: str, retention_days: int, published_date: str) -> list[str]:
+    """Remove the dates older than both the newest published date minus `retention_days` (0 keeps
+    all) and `published_date`, the date just published: a backfill never removes a newer date.
 
     The table partitions go first, so readers never see a date whose run directory is half gone.
     A date whose lock is held is left alone.
@@ -196,17 +391,17 @@ def apply_retention(spark: SparkSession, root: str, retention_days: int) -> list
     if retention_days <= 0 or not dates:
         return []
     oldest_kept = (dt.date.fromisoformat(dates[-1]) - dt.timedelta(days=retention_days)).isoformat()
+    if published_date < oldest_kept:
+        log.warning("run date %s is older than retention keeps (%s and later); the next run after it removes it",
+                    published_date, oldest_kept)
     removed = []
     for name in dates:
         layout = DateLayout(root, name)
-        if name >= oldest_kept or fs.exists(spark, layout.lock):
+        if name >= oldest_kept or name >= published_date or fs.exists(spark, layout.lock):
             continue
         for table in TABLES:
-            link = fs.local_path(spark, layout.partition(table))
-            if link is not None and os.path.islink(link):
-                os.unlink(link)
-            else:
-                fs.delete(spark, layout.partition(table))
+            if _present(spark, layout.partition(table)):
+                _remove(spark, layout.partition(table))
         fs.delete(spark, layout.runs)
         removed.append(name)
     if removed:
