@@ -132,10 +132,9 @@ def test_one_user_or_one_item_is_a_clear_error_not_a_traceback(spark, tmp_path, 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_every_trainer_refuses_one_user_and_one_item(spark, kind):
-    from tests.prepared_frames import prepared_from_pandas
-
     from recsys_spark.config import load_config
     from recsys_spark.models.registry import train_model
+    from tests.prepared_frames import prepared_from_pandas
 
     cfg = load_config(None, [f"model.kind={kind}", "model.content.features_path=features.csv"])
     for users, items in ((["u1"] * 3, ["a", "b", "c"]), (["u1", "u2", "u3"], ["a"] * 3)):
