@@ -42,6 +42,10 @@ class PrepareError(UserError, ValueError):
     """The input cannot be prepared (e.g. more distinct ids than an int32 index holds)."""
 
 
+class TooFewIdsError(UserError, ValueError):
+    """Fewer than two users or two items are left to train on: nothing could be recommended."""
+
+
 class SplitError(UserError, ValueError):
     """The evaluation split cannot be made as configured."""
 

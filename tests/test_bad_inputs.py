@@ -1,6 +1,7 @@
-"""Bad and odd inputs through the CLI: every bad row quarantined with its reason and counted,
-odd shapes (one user, one item, catalog smaller than N, int64 ids) published correctly, and
-inputs that cannot be used stop the run before training with a clear message, publishing nothing."""
+"""Bad and odd inputs through the CLI: every bad row quarantined with its reason and counted, odd
+shapes (catalog smaller than N, int64 ids, RFC 4180 quoted ids) published correctly, stray files of
+an input directory skipped, and inputs that cannot be used (one user or one item among them) stop
+the run before training with a clear message that never quotes the file, publishing nothing."""
 
 import json
 import os
@@ -11,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys_spark.app.cli import main
+from recsys_spark.config import MODEL_KINDS, InputConfig
+from recsys_spark.errors import ConfigError, InputError, ItemFeaturesError, RulesError, TooFewIdsError
 
 FAST = ["--set", "model.kind=popularity", "--quiet"]
 BIG = 9007199254740993  # 2**53 + 1: not representable as a double, so any float round trip shows
@@ -109,18 +112,35 @@ def test_rerunning_a_date_gives_the_same_content_and_leaves_other_dates(spark, b
     assert sorted(_table(out, "item_similar", "2026-04-02").item_id) == [-1, 2]
 
 
-@pytest.mark.parametrize("rows, users, recs, similar", [
-    ("u1,a\nu1,b\nu1,c\n", 1, 0, 3 * 2),      # one user who saw the whole catalog: no recommendation
-    ("u1,a\nu2,a\nu3,a\n", 3, 0, 0),          # one item: nothing to recommend, no neighbour
-], ids=["one_user", "one_item"])
-def test_degenerate_catalogs_publish_what_the_contract_says(spark, tmp_path, rows, users, recs, similar):
+@pytest.mark.parametrize("rows, extra, message", [
+    ("u1,a\nu1,b\nu1,c\n", [], "only 1 user and 3 items are left to train on"),
+    ("u1,a\nu2,a\nu3,a\n", [], "only 3 users and 1 item are left to train on"),
+    ("u1,a\nu2,a\nu1,b\n", ["--set", "prepare.min_item_interactions=2"],
+     "only 2 users and 1 item are left to train on after prepare.min_user_interactions / min_item_interactions"),
+], ids=["one_user", "one_item", "one_item_after_filters"])
+def test_one_user_or_one_item_is_a_clear_error_not_a_traceback(spark, tmp_path, capsys, rows, extra, message):
     source = tmp_path / "in.csv"
     source.write_text("user_id,item_id\n" + rows)
     out = tmp_path / "out"
-    assert _run(source, out, "2026-04-03") == 0
-    assert len(_table(out, "user_recs", "2026-04-03")) == recs
-    assert len(_table(out, "item_similar", "2026-04-03")) == similar
-    assert _manifest(out, "2026-04-03")["audit"]["user_recs"]["_expected_keys"] == users
+    # The default model (WALS) died on one user with a TensorFlow shape error.
+    code = main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-04-03", "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert code == TooFewIdsError.exit_code == 1
+    assert message in err and "at least two of each" in err and "Traceback" not in err
+    assert not (out / "user_recs" / "run_date=2026-04-03").exists()
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_every_trainer_refuses_one_user_and_one_item(spark, kind):
+    from recsys_spark.config import load_config
+    from recsys_spark.models.registry import train_model
+    from tests.prepared_frames import prepared_from_pandas
+
+    cfg = load_config(None, [f"model.kind={kind}", "model.content.features_path=features.csv"])
+    for users, items in ((["u1"] * 3, ["a", "b", "c"]), (["u1", "u2", "u3"], ["a"] * 3)):
+        prepared = prepared_from_pandas(spark, pd.DataFrame({"user_id": users, "item_id": items, "weight": 1.0}))
+        with pytest.raises(TooFewIdsError, match="at least two of each"):
+            train_model(prepared, cfg)
 
 
 def _refused(capsys, source, out, date="2026-04-04"):
@@ -161,3 +181,82 @@ def test_a_run_date_built_to_escape_the_output_is_refused(spark, tmp_path, capsy
     assert main(["run", "--input", str(source), "--output", str(tmp_path / "out"), "--run-date", "../../etc", *FAST]) == 2
     assert "run date must be YYYY-MM-DD" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
+
+
+# Ids as pandas (and Excel) write them: RFC 4180 quoting, a quote doubled inside quotes.
+ODD_IDS = ['quote "q"', "a,b", "with space", 'all "of, it"', "plain"]
+
+
+def test_quoted_ids_round_trip_and_stray_files_in_the_input_directory_are_skipped(spark, tmp_path, caplog):
+    source = tmp_path / "export"
+    source.mkdir()
+    # Integer users, each leaving two items unseen, so every item is recommended to someone.
+    rows = [(user, item) for user in range(1, 6) for j, item in enumerate(ODD_IDS) if j not in (user % 5, (user + 1) % 5)]
+    pd.DataFrame(rows, columns=["user_id", "item_id"]).to_csv(source / "part-0.csv", index=False)
+    # A note whose lines split into four fields was read as interactions, turning user_id into a string.
+    (source / "NOTES.txt").write_text("user_id,item_id,weight,ts\nre-export,on,monday,please\n")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        assert _run(source, out, "2026-04-05") == 0
+    recs = _table(out, "user_recs", "2026-04-05")
+    assert recs.user_id.dtype == "int64" and set(recs.user_id) == {1, 2, 3, 4, 5}
+    assert set(recs.item_id) == set(ODD_IDS)
+    similar = _table(out, "item_similar", "2026-04-05")
+    assert set(similar.item_id) == set(similar.similar_item_id) == set(ODD_IDS)
+    assert _manifest(out, "2026-04-05")["input"]["skipped_files"] == ["NOTES.txt"]
+    assert any(r.levelname == "WARNING" and "NOTES.txt" in r.getMessage() and "input.glob" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_csv_reader_keeps_quoted_ids_and_line_breaks_exactly(spark, tmp_path):
+    from recsys_spark.storage.readers import read_interactions
+
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"user_id": ODD_IDS, "item_id": ["i1"] * len(ODD_IDS)}).to_csv(path, index=False)
+    frame, skipped = read_interactions(spark, InputConfig(), str(path))
+    assert sorted(r.user_id for r in frame.collect()) == sorted(ODD_IDS) and skipped == []
+    broken = ["line\nbreak", 'both "\n", here']
+    pd.DataFrame({"user_id": broken, "item_id": ["i1", "i2"]}).to_csv(path, index=False)
+    frame, _ = read_interactions(spark, InputConfig(multiline=True), str(path))
+    assert sorted(r.user_id for r in frame.collect()) == sorted(broken)
+
+
+def test_an_input_directory_with_no_matching_file_is_refused(spark, tmp_path):
+    from recsys_spark.storage.readers import read_interactions
+
+    (tmp_path / "notes.txt").write_text("user_id,item_id\nu1,i1\n")
+    with pytest.raises(InputError, match=r"no file in the input directory .* matches input.glob"):
+        read_interactions(spark, InputConfig(), str(tmp_path))
+    frame, skipped = read_interactions(spark, InputConfig(glob="*.txt"), str(tmp_path))
+    assert frame.count() == 1 and skipped == []
+    with pytest.raises(ConfigError, match="a table has none"):
+        InputConfig(format="table", glob="*.csv")
+
+
+SECRET = "aws_secret_access_key=AKIAXSECRETX42"
+
+
+def test_error_messages_never_print_file_contents(spark, tmp_path, capsys):
+    from recsys_spark.storage.readers import read_config_file, read_interactions, read_item_features
+
+    secrets = tmp_path / "secrets.csv"
+    secrets.write_text(f"{SECRET}\nsecond line,{SECRET}\n")
+    source = tmp_path / "in.csv"
+    source.write_text("user_id,item_id\nu1,a\nu2,b\n")
+    # A rule table pointed at a secrets file echoed its first line (the CSV header).
+    code = main(["run", "--input", str(source), "--output", str(tmp_path / "out"), "--run-date", "2026-04-06",
+                 *FAST, "--set", f"rules.exclude_items_path={secrets}"])
+    err = capsys.readouterr().err
+    assert code == RulesError.exit_code and "rules.exclude_items_path" in err and str(secrets) in err
+    assert "AKIAX" not in err and "has no column item_id" in err
+    with pytest.raises(InputError) as raised:
+        read_interactions(spark, InputConfig(), str(secrets))
+    assert "column 'user_id' (input.user_col) not found" in str(raised.value) and "AKIAX" not in str(raised.value)
+    with pytest.raises(ItemFeaturesError) as raised:
+        read_item_features(spark, str(secrets))
+    assert "has no item_id column" in str(raised.value) and "AKIAX" not in str(raised.value)
+    config = tmp_path / "conf.yaml"
+    config.write_text(f"spark: [{SECRET}\n")
+    with pytest.raises(ConfigError) as raised:
+        read_config_file(str(config))
+    assert "is not valid YAML at line" in str(raised.value) and "AKIAX" not in str(raised.value)

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if name in ("run", "prepare", "evaluate", "tune"):
             cmd.add_argument("--input", help="interactions: CSV/TSV file or directory, Parquet, or a table name "
-                                             "(default: input.path from the config)")
+                                             "(default: input.path from the config); of a directory only the files "
+                                             "matching input.glob are read (default *.csv, *.tsv, *.parquet, ...)")
         if name == "score":
             cmd.add_argument("--input", help="with --model: new interactions to score with that saved model; users "
                                              "it has not seen get factors by fold-in, without retraining")

@@ -24,7 +24,7 @@ from recsys_spark.errors import ConfigError
 from recsys_spark.faults import fail_first_attempt, fault_point
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.models.registry import train_model
-from recsys_spark.serving.rules import Rules, build_rules, item_pools, served_users
+from recsys_spark.serving.rules import RULE_COLUMNS, Rules, build_rules, item_pools, served_users
 from recsys_spark.serving.scoring import recommend
 from recsys_spark.serving.similarity import similar_items
 from recsys_spark.serving.tables import item_similar_table, user_recs_table
@@ -46,7 +46,6 @@ from recsys_spark.storage.publish import (
 log = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-RULE_TABLES = ("exclude_items", "exclude_user_items", "include_items")
 
 
 def parse_run_date(value: str | None) -> str:
@@ -123,14 +122,15 @@ def private_output(spark: SparkSession, cfg: Config, output: str) -> None:
 def read_and_prepare(spark: SparkSession, cfg: Config, source: str | None) -> tuple[PreparedData, DataFrame]:
     """Read, split off malformed lines, prepare; returns the prepared data and the quarantine rows.
 
-    prepared.stats gains `input` (rows read, content hash, source).
+    prepared.stats gains `input` (rows read, content hash, source, the files of an input directory
+    that input.glob skipped), which the manifest records as its `input`.
     """
-    raw = readers.read_interactions(spark, cfg.input, source)
+    raw, skipped_files = readers.read_interactions(spark, cfg.input, source)
     profile = profile_input(raw)
     wellformed, malformed = split_malformed(raw)
     prepared = prepare(wellformed, cfg.prepare, cfg.input.id_type)
     prepared.interactions = prepared.interactions.persist()
-    prepared.stats["input"] = {"source": source or cfg.input.path, **profile}
+    prepared.stats["input"] = {"source": source or cfg.input.path, **profile, "skipped_files": skipped_files}
     return prepared, quarantine_rows(malformed, prepared)
 
 
@@ -144,8 +144,9 @@ def write_quarantine(spark: SparkSession, quarantine: DataFrame, path: str, prep
 
 def load_rules(spark: SparkSession, cfg: Config, prepared: PreparedData) -> Rules:
     """The conf's rule tables (rules.*_path), read and mapped to the prepared indexes."""
-    tables = {name: readers.read_rule_table(spark, getattr(cfg.rules, f"{name}_path"), f"rules.{name}_path")
-              for name in RULE_TABLES if getattr(cfg.rules, f"{name}_path")}
+    tables = {name: readers.read_rule_table(spark, getattr(cfg.rules, f"{name}_path"), f"rules.{name}_path",
+                                            columns, cfg.input)
+              for name, columns in RULE_COLUMNS.items() if getattr(cfg.rules, f"{name}_path")}
     return build_rules(prepared, cfg.rules, **tables)
 
 
@@ -157,7 +158,8 @@ def item_features(spark: SparkSession, cfg: Config, kinds: list[str] | None = No
     kinds = kinds or [cfg.model.kind]
     if not any(cfg.model.uses_item_features(kind) for kind in kinds) or not cfg.model.content.features_path:
         return None
-    return readers.read_item_features(spark, cfg.model.content.features_path, cfg.model.content.features_format)
+    return readers.read_item_features(spark, cfg.model.content.features_path, cfg.model.content.features_format,
+                                      cfg.input)
 
 
 def train(spark: SparkSession, cfg: Config, prepared: PreparedData) -> FactorModel:

@@ -51,12 +51,37 @@ class InputConfig:
     weight_col: Optional[str] = "weight"  # used when present; weight 1.0 otherwise
     ts_col: Optional[str] = "ts"  # used when present
     id_type: str = "auto"  # auto | string | long (CSV only; typed sources keep their type)
+    quote: str = '"'  # CSV quote character (RFC 4180); '' turns quoting off
+    escape: str = '"'  # escapes a quote inside quotes: '"' doubles it (RFC 4180, pandas, Excel), '\' precedes it
+    multiline: bool = False  # CSV: quoted fields may hold line breaks (each file is then read by one task)
+    glob: Optional[str] = None  # files read from an input directory; null: *.csv, *.tsv (+ .gz, .bz2) or *.parquet
 
     def __post_init__(self):
         _check_choice("input.format", self.format, ("auto", "csv", "parquet", "table"))
         _check_choice("input.id_type", self.id_type, ("auto", "string", "long"))
         if len(self.delimiter) != 1 and self.delimiter != "\\t":
             raise ConfigError(f"input.delimiter must be one character; got {self.delimiter!r}")
+        if len(self.quote) > 1:
+            raise ConfigError(f"input.quote must be one character, or '' for no quoting; got {self.quote!r}")
+        if len(self.escape) != 1:
+            raise ConfigError(f"input.escape must be one character (RFC 4180: '\"'); got {self.escape!r}")
+        if self.glob is not None:
+            if not self.glob.strip() or "/" in self.glob:
+                raise ConfigError(f"input.glob must be a file-name pattern such as '*.csv' (no '/'); got {self.glob!r}")
+            if self.format == "table":
+                raise ConfigError("input.glob selects files of an input directory; a table has none: unset it")
+
+    def file_glob(self, fmt: str) -> str:
+        """The pattern of the file names read from an input directory of format `fmt` (csv or parquet)."""
+        return self.glob or INPUT_GLOBS[fmt]
+
+
+# Files an input directory is read from, by format, unless input.glob says otherwise (Hadoop glob
+# syntax, matched against each file's name; Spark decompresses .gz and .bz2 by their extension).
+INPUT_GLOBS = {
+    "csv": "*.{csv,tsv,csv.gz,tsv.gz,csv.bz2,tsv.bz2}",
+    "parquet": "*.parquet",
+}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 
 from recsys_spark.config import MODEL_KINDS, Config
 from recsys_spark.data.prepare import PreparedData
+from recsys_spark.errors import TooFewIdsError
 from recsys_spark.models import autoencoder, content, mf, popularity, spark_als, two_tower, wals
 from recsys_spark.models.factor_model import FactorModel
 
@@ -31,7 +32,9 @@ assert set(TRAINERS) == set(MODEL_KINDS), "every model.kind needs a trainer"
 
 
 def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None) -> FactorModel:
-    """Train the model named by cfg.model.kind on prepared interactions."""
+    """Train the model named by cfg.model.kind on prepared interactions (at least two users and two
+    items: TooFewIdsError otherwise)."""
+    require_two_users_and_items(prepared, cfg)
     kind = cfg.model.kind
     started = time.time()
     log.info("train: %s on %d interactions, rank %d", kind, prepared.stats.get("interactions", -1), cfg.model.rank)
@@ -41,3 +44,17 @@ def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | 
     model.metadata["train_seconds"] = round(seconds, 3)
     log.info("train: %s done in %.1fs", kind, seconds)
     return model
+
+
+def require_two_users_and_items(prepared: PreparedData, cfg: Config) -> None:
+    """Every trainer goes through here: with one user every item is already seen, with one item there
+    is nothing else to recommend or to compare it with, so some trainers fail and none can help."""
+    if prepared.n_users >= 2 and prepared.n_items >= 2:
+        return
+    filters = cfg.prepare.min_user_interactions > 1 or cfg.prepare.min_item_interactions > 1
+    raise TooFewIdsError(
+        f"only {prepared.n_users} user{'s' if prepared.n_users != 1 else ''} and {prepared.n_items} "
+        f"item{'s' if prepared.n_items != 1 else ''} are left to train on"
+        + (" after prepare.min_user_interactions / min_item_interactions" if filters else "")
+        + ", but recommending needs at least two of each: check that the input is the full export"
+        + (" or lower those filters" if filters else ""))

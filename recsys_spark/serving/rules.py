@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 POPULARITY = "popularity"
 SOURCE_MODEL = "model"
 SOURCE_FALLBACK = "fallback"
+# The columns each rule table must have (storage/readers.read_rule_table checks them by path).
+RULE_COLUMNS = {"exclude_items": (ITEM_ID,), "exclude_user_items": (USER_ID, ITEM_ID), "include_items": (ITEM_ID,)}
 
 
 @dataclass
@@ -167,5 +169,6 @@ def _collect_indexes(df: DataFrame, n_items: int) -> np.ndarray:
 def _require(df: DataFrame, columns: tuple) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise RulesError(f"rule table needs column(s) {', '.join(missing)}; it has {', '.join(df.columns)}: "
+        # Not the columns it has: a CSV's header line is the file's content.
+        raise RulesError(f"rule table needs column(s) {', '.join(missing)}; it has {len(df.columns)} others: "
                          f"rename the columns or point the rules.* path at the right table")

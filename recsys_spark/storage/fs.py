@@ -54,6 +54,33 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
     return sorted(str(s.getPath().getName()) for s in fs.listStatus(jpath))
 
 
+def is_dir(spark: SparkSession, path: str) -> bool:
+    fs, jpath = _path(spark, path)
+    return bool(fs.exists(jpath) and fs.getFileStatus(jpath).isDirectory())
+
+
+def split_by_glob(spark: SparkSession, path: str, glob: str) -> tuple[list[str], list[str]]:
+    """(files matching `glob`, files not matching it) under the directory `path`, recursively, as
+    paths relative to it. The name is matched as Spark's `pathGlobFilter` matches it (Hadoop's
+    GlobFilter); entries whose name starts with `_` or `.` are left out, as Spark ignores them."""
+    fs, root = _path(spark, path)
+    jvm = spark.sparkContext._jvm
+    accept = jvm.org.apache.hadoop.fs.GlobFilter(glob)
+    matched, skipped = [], []
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        for status in fs.listStatus(directory):
+            name = str(status.getPath().getName())
+            if name.startswith(("_", ".")):
+                continue
+            if status.isDirectory():
+                pending.append((status.getPath(), f"{prefix}{name}/"))
+            else:
+                (matched if accept.accept(status.getPath()) else skipped).append(prefix + name)
+    return sorted(matched), sorted(skipped)
+
+
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write `text` as UTF-8 to `path`, replacing it."""
     fs, jpath = _path(spark, path)
