@@ -77,8 +77,8 @@ def runs(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     old, new = _write_input(tmp / "old.csv", seed=1), _write_input(tmp / "new.csv", seed=2)
     out, clean = tmp / "out", tmp / "clean"
-    for date in (EARLIER, DATE):
-        assert main(_run_args(old, out, date)) == 0
+    for date in (EARLIER, DATE):  # published in pointer mode; the runs below use the default and convert it
+        assert main([*_run_args(old, out, date), "--set", "publish.mode=pointer"]) == 0
     assert main(_run_args(new, clean, DATE)) == 0
     return {"out": out, "new": new, "earlier": _digest(out, EARLIER), "old_rows": _rows(spark, out, DATE),
             "new_rows": _rows(spark, clean, DATE)}
@@ -122,8 +122,9 @@ def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spar
 
 
 def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
-    """Killed between the two table switches, or before `current`: each table shows one whole run,
-    and `recsys-spark clean` (as every command taking the date's lock) finishes the publish."""
+    """Killed between the two table switches, or before `current`, while converting the date from
+    pointer mode to the default: each table shows one whole run, and `recsys-spark clean` (as every
+    command taking the date's lock) finishes the publish."""
     from recsys_spark.storage.layout import DateLayout
     from recsys_spark.storage.publish import published_manifest
 
@@ -141,6 +142,8 @@ def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
         shown = visible_counts(spark, str(out), DATE)
         assert shown == {reader: {t: counts[t] for t in ("user_recs", "item_similar")} for reader in shown}, point
         assert _digest(out, EARLIER) == runs["earlier"], point
+    assert main(["clean", "--output", str(out), "--quiet"]) == 0  # every date: nothing left to do, nothing touched
+    assert _digest(out, EARLIER) == runs["earlier"] and _rows(spark, out, DATE) == runs["new_rows"]
 
 
 def _failed_tasks(spark, group: str) -> int:
