@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: OUTPUT/tune/best.yaml); trials go to OUTPUT/tune/trials")
         cmd.add_argument("--conf", help="YAML config file (default: built-in defaults, as in conf/local.yaml)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                         help="override one config key, e.g. --set model.kind=wals --set score.top_n=20 (repeatable)")
+                         help="override one config key, e.g. --set model.kind=wals --set score.top_n=20, or one "
+                              "Spark setting: --set spark.conf.spark.driver.memory=8g (repeatable)")
         cmd.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, run_date = checked_arguments(args)
         paths = RunPaths((args.output or cfg.output.path).rstrip("/"), run_date)
-        written = written_paths(args, paths)
+        written = written_paths(args, cfg, paths)
         private_process(cfg)  # before the JVM starts: a local JVM and its workers inherit the umask
         from recsys_spark.app.session import build_session
 
@@ -111,13 +112,15 @@ def _fail(error: UserError) -> int:
     return error.exit_code
 
 
-def written_paths(args, paths: RunPaths) -> list[str]:
-    """Every place a command writes: the output, and evaluate's report directory or tune's best conf."""
+def written_paths(args, cfg: Config, paths: RunPaths) -> list[str]:
+    """Every place a command writes: the output, a checkpoint directory elsewhere, and evaluate's
+    report directory or tune's best conf."""
+    written = [paths.output, *([cfg.spark.checkpoint_dir] if cfg.spark.checkpoint_dir else [])]
     if args.command == "evaluate":
-        return [paths.output, studies.report_dir_of(paths, args.report_dir)]
+        written.append(studies.report_dir_of(paths, args.report_dir))
     if args.command == "tune":
-        return [paths.output, studies.best_conf_of(paths, args.best_conf)]
-    return [paths.output]
+        written.append(studies.best_conf_of(paths, args.best_conf))
+    return written
 
 
 def probed_dirs(args, paths: RunPaths) -> list[str]:
