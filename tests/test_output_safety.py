@@ -150,3 +150,31 @@ def test_a_full_disk_maps_to_output_error_wherever_it_happens():
     assert "no space left on device" in str(output_error(full, ["/other"]))
     assert output_error(FileNotFoundError(errno.ENOENT, "missing", "/data/in.csv"), ["/data/out"]) is None
     assert output_error(ValueError("not an I/O error"), ["/data/out"]) is None
+
+
+def test_log_level_sets_tensorflow_and_py4j_for_driver_and_workers(monkeypatch):
+    from recsys_spark.app.session import quiet_libraries
+
+    py4j = logging.getLogger("py4j")
+    level = py4j.level
+    try:
+        for log_level, tf_level, py4j_level in (("WARN", "3", logging.WARNING), ("INFO", "0", logging.NOTSET)):
+            monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+            assert quiet_libraries(log_level) == {"spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": tf_level}
+            assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == tf_level and py4j.level == py4j_level
+        monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # the user's own setting wins
+        assert quiet_libraries("WARN") == {"spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "1"}
+    finally:
+        py4j.setLevel(level)
+
+
+def test_tensorflow_start_up_lines_below_the_level_are_dropped():
+    from recsys_spark.kernels.tf_runtime import keep_line
+
+    startup = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+               b"I0000 00:00:1796174886.131372   25015 port.cc:153] oneDNN custom operations are on.\n",
+               b"E0000 00:00:1796174888.907727   25015 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"]
+    assert [keep_line(line, 3) for line in startup] == [False, False, False]
+    assert [keep_line(line, 2) for line in startup] == [False, False, True]
+    assert keep_line(b"Traceback (most recent call last):\n", 3)  # anything else passes unchanged
+    assert keep_line(b"F0000 00:00:1.0 1 x.cc:1] fatal\n", 3)
