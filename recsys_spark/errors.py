@@ -13,6 +13,7 @@ EXIT_CONFIG = 2  # bad arguments or configuration
 EXIT_AUDIT = 3  # audit or row accounting failed; nothing published
 EXIT_GATE = 4  # the quality gate refused the run; yesterday's tables stay
 EXIT_LOCKED = 5  # another run of the date holds its lock
+EXIT_OUTPUT = 6  # the output cannot be written (permissions, read-only or full file system)
 
 
 class UserError(Exception):
@@ -96,3 +97,8 @@ class QualityGateError(UserError, RuntimeError):
 class LockedError(UserError, RuntimeError):
     """Another live run holds the lock of this run date."""
     exit_code = EXIT_LOCKED
+
+
+class OutputError(UserError, OSError):
+    """The output (or the report directory, or the tuned conf's path) cannot be written."""
+    exit_code = EXIT_OUTPUT

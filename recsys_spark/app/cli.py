@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from recsys_spark.app import stages, studies
 from recsys_spark.app.nightly import run_nightly
-from recsys_spark.app.steps import RunPaths, parse_run_date
+from recsys_spark.app.steps import RunPaths, parse_run_date, private_output, private_process
 from recsys_spark.config import Config, parse_param
-from recsys_spark.errors import EXIT_AUDIT, EXIT_CONFIG, EXIT_GATE, EXIT_INPUT, EXIT_LOCKED, NotFoundError, UserError
+from recsys_spark.errors import (
+    EXIT_AUDIT,
+    EXIT_CONFIG,
+    EXIT_GATE,
+    EXIT_INPUT,
+    EXIT_LOCKED,
+    EXIT_OUTPUT,
+    NotFoundError,
+    UserError,
+)
 from recsys_spark.storage.readers import load_config_file
+from recsys_spark.storage.writable import check_writable, output_error
 
 STAGES = {
     "run": "the whole nightly pipeline: prepare, train, score, similar, write",
@@ -37,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Tables land in OUTPUT/user_recs/run_date=YYYY-MM-DD and OUTPUT/item_similar/run_date=YYYY-MM-DD. "
                f"Exit codes: 0 done (published), {EXIT_INPUT} input unusable, {EXIT_CONFIG} bad arguments or "
                f"configuration, {EXIT_AUDIT} audit or row accounting failed (nothing published), {EXIT_GATE} quality "
-               f"gate refused the run (yesterday's tables stay), {EXIT_LOCKED} another run of the date holds its lock.",
+               f"gate refused the run (yesterday's tables stay), {EXIT_LOCKED} another run of the date holds its lock, "
+               f"{EXIT_OUTPUT} the output cannot be written (permissions, read-only or full file system).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES.items():
@@ -67,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: OUTPUT/tune/best.yaml); trials go to OUTPUT/tune/trials")
         cmd.add_argument("--conf", help="YAML config file (default: built-in defaults, as in conf/local.yaml)")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                         help="override one config key, e.g. --set model.kind=wals --set score.top_n=20 (repeatable)")
+                         help="override one config key, e.g. --set model.kind=wals --set score.top_n=20, or one "
+                              "Spark setting: --set spark.conf.spark.driver.memory=8g (repeatable)")
         cmd.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
@@ -76,18 +89,56 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    written: list[str] = []
     try:
         cfg, run_date = checked_arguments(args)
-        output = (args.output or cfg.output.path).rstrip("/")
+        paths = RunPaths((args.output or cfg.output.path).rstrip("/"), run_date)
+        written = written_paths(args, cfg, paths)
+        private_process(cfg)  # before the JVM starts: a local JVM and its workers inherit the umask
         from recsys_spark.app.session import build_session
 
         spark = build_session(cfg.spark)
-        summary = run_command(spark, cfg, args, RunPaths(output, run_date))
+        private_output(spark, cfg, paths.output)
+        for directory in probed_dirs(args, paths):  # before any expensive work
+            check_writable(spark, directory)
+        summary = run_command(spark, cfg, args, paths)
     except UserError as exc:  # one line and the documented exit code; anything else is a bug and keeps its trace
-        print(f"recsys-spark: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(exc)
+    except Exception as exc:
+        error = output_error(exc, written)  # a write refused (permissions, read-only, full) is the user's to fix
+        if error is None:
+            raise
+        return _fail(error)
     print_summary(summary)
     return 0
+
+
+def _fail(error: UserError) -> int:
+    print(f"recsys-spark: error: {error}", file=sys.stderr, flush=True)
+    return error.exit_code
+
+
+def written_paths(args, cfg: Config, paths: RunPaths) -> list[str]:
+    """Every place a command writes: the output, a checkpoint directory elsewhere, and evaluate's
+    report directory or tune's best conf."""
+    written = [paths.output, *([cfg.spark.checkpoint_dir] if cfg.spark.checkpoint_dir else [])]
+    if args.command == "evaluate":
+        written.append(studies.report_dir_of(paths, args.report_dir))
+    if args.command == "tune":
+        written.append(studies.best_conf_of(paths, args.best_conf))
+    return written
+
+
+def probed_dirs(args, paths: RunPaths) -> list[str]:
+    """Where a command writes first, checked writable before it starts: the date's run directory,
+    or the output and the directory of evaluate's report or tune's best conf."""
+    if args.command == "evaluate":
+        return [paths.output, studies.report_dir_of(paths, args.report_dir)]
+    if args.command == "tune":
+        return [paths.output, os.path.dirname(studies.best_conf_of(paths, args.best_conf)) or "."]
+    if paths.run_date is None:  # clean, every date
+        return [paths.output]
+    return [paths.layout.runs]
 
 
 def checked_arguments(args) -> tuple[Config, str | None]:
@@ -128,6 +179,7 @@ def run_command(spark, cfg: Config, args, paths: RunPaths):
 
 
 def print_summary(summary) -> None:
+    """What a command made, printed last (flushed, so it stays under the log)."""
     paths = summary.paths
     print(f"\nrun_date {paths.run_date}, output {paths.output}")
     for table, rows in summary.counts.items():
@@ -150,6 +202,7 @@ def print_summary(summary) -> None:
         print("query them with Spark SQL, e.g.:\n"
               f"  SELECT user_id, rank, item_id, score FROM parquet.`{paths.output}/user_recs` "
               f"WHERE run_date = '{paths.run_date}' ORDER BY user_id, rank LIMIT 20")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

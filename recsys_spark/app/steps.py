@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -109,9 +110,18 @@ def set_checkpoint_dir(spark: SparkSession, cfg: Config, output: str) -> None:
     spark.sparkContext.setCheckpointDir(cfg.spark.checkpoint_dir or f"{output}/_checkpoints")
 
 
+def private_process(cfg: Config) -> None:
+    """What this process, and the processes it starts from now on (a local JVM, its Python
+    workers), create honours publish.umask: reports, lock files, local directories."""
+    os.umask(cfg.publish.umask_bits)
+
+
 def private_output(spark: SparkSession, cfg: Config, output: str) -> None:
-    """Files written from now on are not world-readable (Hadoop's umask for every writer)."""
-    spark.sparkContext._jsc.hadoopConfiguration().set("fs.permissions.umask-mode", cfg.publish.umask)
+    """Files and directories written from now on honour publish.umask, whoever writes them: this
+    process (private_process) and Hadoop's writers on every file system (fs.permissions.umask-mode,
+    which the JVM's writers and fs.restrict_permissions read); the output root is created so."""
+    private_process(cfg)
+    spark.sparkContext._jsc.hadoopConfiguration().set(fs.UMASK_KEY, cfg.publish.umask)
     if not fs.exists(spark, output):
         fs.mkdirs(spark, output)
         fs.restrict_permissions(spark, output)

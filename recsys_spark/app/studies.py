@@ -9,6 +9,16 @@ from recsys_spark.evaluation.tune import tune
 from recsys_spark.storage.reports import write_evaluation, write_tune
 
 
+def report_dir_of(paths: RunPaths, report_dir: str | None) -> str:
+    """Where `evaluate` writes report.md and its plots (--report-dir, default ./reports/RUN_DATE)."""
+    return report_dir or f"reports/{paths.run_date}"
+
+
+def best_conf_of(paths: RunPaths, best_conf: str | None) -> str:
+    """Where `tune` writes the best conf (--best-conf, default OUTPUT/tune/best.yaml)."""
+    return best_conf or f"{paths.output}/tune/best.yaml"
+
+
 def run_evaluate(spark, cfg: Config, source: str | None, paths: RunPaths, report_dir: str | None) -> RunSummary:
     """Split, train and score every compared model; write OUTPUT/metrics and the report."""
     summary = RunSummary(paths)
@@ -17,7 +27,7 @@ def run_evaluate(spark, cfg: Config, source: str | None, paths: RunPaths, report
     with timed("evaluate", summary.timings):
         result = evaluate(prepared, cfg, paths.run_date, item_features(spark, cfg, compared_models(cfg)))
     with timed("write", summary.timings):
-        files = write_evaluation(result, f"{paths.output}/metrics", report_dir or f"reports/{paths.run_date}")
+        files = write_evaluation(result, f"{paths.output}/metrics", report_dir_of(paths, report_dir))
     summary.manifest = {"metrics": manifest_metrics(result), "files": files}
     return summary
 
@@ -29,7 +39,7 @@ def run_tune(spark, cfg: Config, source: str | None, paths: RunPaths, best_conf:
         prepared, _ = read_and_prepare(spark, cfg, source)
     with timed("tune", summary.timings):
         result = tune(prepared, cfg, item_features(spark, cfg))
-    files = write_tune(spark, result, best_conf or f"{paths.output}/tune/best.yaml", f"{paths.output}/tune/trials")
+    files = write_tune(spark, result, best_conf_of(paths, best_conf), f"{paths.output}/tune/trials")
     summary.manifest = {"best": {result.objective: result.best_value, **result.best_overrides}, "files": files,
                         "trials": result.trials}
     return summary

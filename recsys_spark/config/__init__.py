@@ -27,7 +27,11 @@ from recsys_spark.config.model import (  # noqa: F401
     TwoTowerConfig,
     WalsConfig,
 )
+from recsys_spark.config.secrets import REDACTED, redact, shown
+from recsys_spark.config.yaml_text import LEADING_ZERO, load_yaml
 from recsys_spark.kernels.engines import PRECISIONS
+
+SPARK_CONF = {"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 8}  # spark.conf's default entries
 
 
 @dataclass
@@ -35,8 +39,22 @@ class SparkConfig:
     master: Optional[str] = None  # None: spark-submit's --master, else local[*]
     app_name: str = "recsys-spark"
     checkpoint_dir: Optional[str] = None  # default: <output>/_checkpoints
-    log_level: str = "WARN"
-    conf: dict = field(default_factory=lambda: {"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 8})
+    log_level: str = "WARN"  # Spark's log level; also TensorFlow's and py4j's (quiet at WARN and above)
+    conf: dict = field(default_factory=lambda: dict(SPARK_CONF))  # any spark.* key; adds to these, null drops one
+
+    def __post_init__(self):
+        _check_choice("spark.log_level", self.log_level.upper(), LOG_LEVELS)
+        for key, value in self.conf.items():
+            where = f"spark.conf.{key}"
+            if isinstance(value, (dict, list)) or value is None:
+                raise ConfigError(f"{where} must be a string, number or boolean (write the whole Spark key, "
+                                  f"e.g. spark.driver.memory: 4g); got {shown(where, value)}")
+            if not key.startswith("spark."):
+                raise ConfigError(f"{where}: spark.conf takes whole Spark keys such as spark.driver.memory or "
+                                  "spark.hadoop.fs.s3a.endpoint; this one does not start with spark.")
+            if value == REDACTED:
+                raise ConfigError(f"{where} holds the redaction marker {REDACTED} of a recorded config: set its "
+                                  f"real value (--set {where}=VALUE or in your own conf)")
 
 
 @dataclass
@@ -141,9 +159,10 @@ class PublishConfig:
     lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
     gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run
     max_metric_drop: float = 0.1  # refuse to publish when the metric falls by more than this fraction
-    umask: str = "027"  # output files not world-readable
+    umask: str = "027"  # octal, as the shell's umask: 27 and 027 both mean 027; must deny others read
 
     def __post_init__(self):
+        self.umask = _octal_umask(self.umask)
         _check_choice("publish.mode", self.mode, ("auto", "pointer", "rename"))
         _check_min("publish.retention_days", self.retention_days, 0)
         _check_min("publish.lock_stale_seconds", self.lock_stale_seconds, 1)
@@ -153,10 +172,28 @@ class PublishConfig:
         if metric not in RANKING_METRICS or not sep or not k.isdigit():
             raise ConfigError(f"publish.gate_metric must be <metric>@<k> with metric one of "
                               f"{', '.join(RANKING_METRICS)}; got {self.gate_metric!r}")
-        if len(self.umask) != 3 or any(c not in "01234567" for c in self.umask) or int(self.umask[2]) < 4:
-            raise ConfigError(f"publish.umask must be three octal digits that deny others read (e.g. 027); got {self.umask!r}")
+
+    @property
+    def umask_bits(self) -> int:
+        """publish.umask as a number for os.umask (0o027 for "027")."""
+        return int(self.umask, 8)
 
 
+def _octal_umask(value: str) -> str:
+    """A umask as three octal digits: digits are octal whether written 027, 27, 0027 or 0o27 (as the
+    shell's umask reads them); digits 8 or 9 and a umask that lets others read are rejected."""
+    text = str(value).strip().lower()
+    digits = text[2:] if text.startswith("0o") else text
+    if not digits or len(digits) > 4 or any(c not in "01234567" for c in digits) or (len(digits) == 4 and digits[0] != "0"):
+        raise ConfigError(f"publish.umask must be an octal umask such as 027 (digits 0-7, as for the shell's "
+                          f"umask); got {value!r}")
+    digits = digits[-3:].rjust(3, "0")
+    if int(digits[2]) < 4:
+        raise ConfigError(f"publish.umask must deny others read (last digit 4-7, e.g. 027); got {value!r}")
+    return digits
+
+
+LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
 SPLIT_KINDS = ("random", "last_n", "time")
 
@@ -235,7 +272,12 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict:
+        """Every key and value, secrets included: for building configs, never for recording them."""
         return dataclasses.asdict(self)
+
+    def to_record(self) -> dict:
+        """to_dict with secret-looking keys redacted: what a manifest, a tuned conf or a log may show."""
+        return redact(self.to_dict())
 
     def validate(self) -> "Config":
         """Checks across fields and sections (each field checks itself when built)."""
@@ -262,6 +304,7 @@ def load_config(data: Optional[dict] = None, overrides: Optional[list[str]] = No
     data = dict(data or {})
     for item in overrides or []:
         set_key(data, *parse_override(item))
+    _merge_mapping_defaults(data)
     cfg = build(Config, data, "")
     cfg.validate()
     return cfg
@@ -272,13 +315,18 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set takes section.key=value; got {text!r}")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return key.strip(), None
+    try:
+        return key.strip(), load_yaml(raw)
+    except yaml.YAMLError:  # not YAML (`***`, `|`): the text as written
+        return key.strip(), raw.strip()
 
 
 def parse_param(text: str) -> tuple[str, list]:
     """`model.rank=32,64` (a `tune --param` option) -> ("model.rank", [32, 64]); values read as YAML."""
     key, sep, raw = text.partition("=")
-    values = yaml.safe_load(f"[{raw}]") if sep and raw.strip() else None
+    values = load_yaml(f"[{raw}]") if sep and raw.strip() else None
     if not key.strip() or not values:
         raise ConfigError(f"--param takes section.key=value1,value2,...; got {text!r}")
     return key.strip(), values
@@ -287,8 +335,13 @@ def parse_param(text: str) -> tuple[str, list]:
 def set_key(data: dict, key: str, value: Any, must_exist: bool = False) -> None:
     """Set `section.key` in a nested config dict (the one way every override is applied);
     with must_exist, a key that is not already there is an error (tune.params name keys of a
-    complete config)."""
-    parts = key.split(".")
+    complete config).
+
+    Below a mapping key (spark.conf, tune.params) the rest is one entry, dots and all:
+    `spark.conf.spark.driver.memory` sets the entry spark.driver.memory, and a mapping given for
+    the whole key merges into the one already there.
+    """
+    parts = _key_parts(key)
     node = data
     for part in parts[:-1]:
         if must_exist and not isinstance(node.get(part), dict):
@@ -296,9 +349,45 @@ def set_key(data: dict, key: str, value: Any, must_exist: bool = False) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
-    if must_exist and parts[-1] not in node:
+    entry = ".".join(parts[:-1]) in MAPPING_KEYS
+    if must_exist and not entry and parts[-1] not in node:
         raise ConfigError(f"tune.params: unknown conf key {key}")
+    if key in MAPPING_KEYS and isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        value = {**node[parts[-1]], **value}
     node[parts[-1]] = value
+
+
+def _mapping_keys(cls, prefix: str = "") -> set[str]:
+    """Dotted names of the mapping-valued keys of a config dataclass (spark.conf, tune.params)."""
+    found = set()
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            found |= _mapping_keys(hint, f"{prefix}{f.name}.")
+        elif hint is dict or typing.get_origin(hint) is dict:
+            found.add(prefix + f.name)
+    return found
+
+
+def _key_parts(key: str) -> list[str]:
+    """`spark.conf.spark.driver.memory` -> [spark, conf, spark.driver.memory]; `model.wals.reg` -> 3 parts."""
+    parts = key.split(".")
+    for cut in range(1, len(parts)):
+        if ".".join(parts[:cut]) in MAPPING_KEYS:
+            return parts[:cut] + [".".join(parts[cut:])]
+    return parts
+
+
+def _merge_mapping_defaults(data: dict) -> None:
+    """A mapping key given in the YAML or by --set adds to its default entries (spark.conf keeps
+    spark.driver.memory unless it names it); an entry set to null removes it."""
+    defaults = Config().to_dict()
+    for key in MAPPING_KEYS:
+        section, name = key.split(".")
+        given = (data.get(section) or {}).get(name) if isinstance(data.get(section), dict) else None
+        if isinstance(given, dict):
+            merged = {**defaults[section][name], **{str(k): v for k, v in given.items()}}
+            data[section][name] = {k: v for k, v in merged.items() if v is not None}
 
 
 def with_overrides(cfg: Config, overrides: dict) -> Config:
@@ -311,12 +400,15 @@ def with_overrides(cfg: Config, overrides: dict) -> Config:
     return new
 
 
+MAPPING_KEYS = _mapping_keys(Config)
+
+
 def build(cls, data: Any, prefix: str):
     """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types by name."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping; got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping; got {shown(prefix, data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
@@ -344,25 +436,29 @@ def _coerce(hint, value: Any, key: str):
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be true or false; got {value!r}")
+        raise ConfigError(f"{key} must be true or false; got {shown(key, value)}")
+    if hint in (int, float) and isinstance(value, str) and LEADING_ZERO.match(value):
+        raise ConfigError(f"{key}: {value} has a leading zero, which YAML 1.1 reads as an octal number and "
+                          "YAML 1.2 as a decimal one; write it without the leading zero")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be an integer; got {value!r}")
+        raise ConfigError(f"{key} must be an integer; got {shown(key, value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{key} must be a number; got {value!r}")
+        raise ConfigError(f"{key} must be a number; got {shown(key, value)}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{key} must be a string; got {value!r}")
+        raise ConfigError(f"{key} must be a string; got {shown(key, value)}")
     if hint is list or origin is list:
         if isinstance(value, list):
             return [str(v) for v in value]
-        raise ConfigError(f"{key} must be a list; got {value!r}")
+        raise ConfigError(f"{key} must be a list; got {shown(key, value)}")
     if hint is dict or origin is dict:
         if isinstance(value, dict):
             return {str(k): v for k, v in value.items()}
-        raise ConfigError(f"{key} must be a mapping; got {value!r}")
+        # Not echoed: `--set spark.conf=KEY=SECRET` would print the secret.
+        raise ConfigError(f"{key} must be a mapping (key: value, ...); got a {type(value).__name__}")
     return value

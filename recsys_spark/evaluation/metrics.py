@@ -166,11 +166,19 @@ def catalog_metrics(
 def popularity_ranks(interactions: DataFrame, item_col: str = ITEM_ID) -> DataFrame:
     """item, popularity_rank: 1 for the item with most interactions, ties by item id.
 
-    The ranking window spans the catalog (one row per item), never the interactions.
+    An item's rank is the number of items with more interactions (from the small histogram of
+    counts, collected) plus its place among the items with as many, by id: a window partitioned
+    by count, so the catalog is never gathered into one partition.
     """
     counts = interactions.groupBy(item_col).agg(F.count(F.lit(1)).alias("_n"))
-    order = Window.orderBy(F.col("_n").desc(), F.col(item_col))
-    return counts.select(item_col, F.row_number().over(order).alias(POPULARITY_RANK))
+    ahead, offsets = 0, []
+    for row in sorted(counts.groupBy("_n").count().collect(), key=lambda r: -r["_n"]):
+        offsets.append((row["_n"], ahead))
+        ahead += row["count"]
+    offset_df = interactions.sparkSession.createDataFrame(offsets or [(0, 0)], "_n long, _ahead long")
+    within = F.row_number().over(Window.partitionBy("_n").orderBy(item_col))
+    return (counts.join(F.broadcast(offset_df), "_n")
+            .select(item_col, (F.col("_ahead") + within).cast("int").alias(POPULARITY_RANK)))
 
 
 def rating_metrics(

@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from recsys_spark.config import Config, ConfigError, parse_param, with_overrides  # noqa: F401 (parse_param, with_overrides: re-exported)
+from recsys_spark.config.secrets import redact
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.evaluation.holdout import recommend_for, split_prepared, with_ids
 from recsys_spark.evaluation.metrics import ranking_metrics
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TuneResult:
-    best_overrides: dict  # conf key -> value of the best trial
+    best_overrides: dict  # conf key -> value of the best trial (secret-looking keys redacted; see best_config)
     best_value: float
     objective: str
     trials: pd.DataFrame  # trial, <one column per key>, <ranking metrics at k>, seconds
@@ -72,16 +73,18 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
         recs = recommend_for(model, fit, valid, trial_cfg, k).persist()
         rows = ranking_metrics(recs, valid_ids, [k], relevance_threshold=cfg.evaluate.relevance_threshold)
         recs.unpersist()
-        record = {"trial": number, **{key: str(value) for key, value in point.items()}}
+        shown = redact(point)  # a secret-looking key's values never reach the trials table or the log
+        record = {"trial": number, **{key: str(value) for key, value in shown.items()}}
         record.update({f"{r.metric}@{k}": r.value for r in rows if r.k == k})
         record["seconds"] = round(time.time() - started, 1)
         records.append(record)
-        log.info("tune: trial %d/%d %s -> %s = %.4f", number, len(points), point, cfg.tune.objective,
+        log.info("tune: trial %d/%d %s -> %s = %.4f", number, len(points), shown, cfg.tune.objective,
                  record[cfg.tune.objective])
     for frame in (valid_ids, valid, fit.interactions, train.interactions):
         frame.unpersist()
     trials = pd.DataFrame(records)
     best = int(trials[cfg.tune.objective].to_numpy().argmax())
-    log.info("tune: best %s = %.4f with %s", cfg.tune.objective, trials[cfg.tune.objective][best], points[best])
-    return TuneResult(points[best], float(trials[cfg.tune.objective][best]), cfg.tune.objective, trials,
+    log.info("tune: best %s = %.4f with %s", cfg.tune.objective, trials[cfg.tune.objective][best],
+             redact(points[best]))
+    return TuneResult(redact(points[best]), float(trials[cfg.tune.objective][best]), cfg.tune.objective, trials,
                       configs[best])

@@ -17,6 +17,8 @@ import functools
 
 import numpy as np
 
+from recsys_spark.kernels.tf_runtime import import_tensorflow
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -95,7 +97,7 @@ class BFloat16Engine:
     dtype = np.int16
 
     def __init__(self, items: np.ndarray, width: int):
-        import tensorflow as tf  # only where this engine is chosen: workers without it never import TF
+        tf = import_tensorflow()  # only where this engine is chosen: workers without it never import TF
 
         self._tf, self.width, self.rank, self.n_items = tf, width, items.shape[1], len(items)
         padded = np.zeros((-(-len(items) // width) * width, self.rank), dtype=np.float32)
@@ -156,7 +158,7 @@ def _float32_floor(values: np.ndarray) -> np.ndarray:
 
 def set_tf_threads(threads: int) -> None:
     """Limit TensorFlow's CPU pools to the task's cores, if TF has not started yet."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -21,9 +21,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from recsys_spark.kernels.confidence import row_regularization
+from recsys_spark.kernels.tf_runtime import import_tensorflow
+
+tf = import_tensorflow()
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 
 from recsys_spark.config import AutoencoderConfig, ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
+from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.tf_training import (
@@ -62,8 +63,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
 
 def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed: int) -> AutoencoderFit:
     """Fit the autoencoder on COO interactions; every user is encoded from all of their row."""
+    tf = import_tensorflow()  # before keras, which imports it too
     import keras
-    import tensorflow as tf
 
     set_seed(seed)
     if cfg.binary:
@@ -116,7 +117,7 @@ def reconstruction_loss(rows, variables, penalty):
 
     `penalty[j]` weighs ||W_j V^T||^2 = W_j (V^T V) W_j^T, computed through the k x k Gram matrix.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     encoder, decoder = variables[0], variables[1]
     recon = tf.matmul(tf.matmul(rows, encoder), decoder, transpose_b=True)

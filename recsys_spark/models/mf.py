@@ -18,6 +18,7 @@ import numpy as np
 
 from recsys_spark.config import MfConfig, ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
+from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.tf_training import batches, fit_epochs, set_seed, split_validation
@@ -47,8 +48,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
 
 def fit_mf(data: Interactions, rank: int, cfg: MfConfig, seed: int) -> MfFit:
     """Fit mu + b_u + b_i + p_u . q_i to the weights of `data`; return the folded factors."""
+    tf = import_tensorflow()  # before keras, which imports it too
     import keras
-    import tensorflow as tf
 
     set_seed(seed)
     train_data, held_out = split_validation(data, cfg.validation_fraction, seed)

@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.kernels.topk import top_n
 from recsys_spark.models.driver_data import Interactions
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and TensorFlow (Keras initialisers and dropout included)."""
+    import_tensorflow()  # before keras, which imports it too
     import keras
 
     keras.utils.set_random_seed(seed)

@@ -22,6 +22,7 @@ from recsys_spark.config import ModelConfig, TrainConfig, TwoTowerConfig
 from recsys_spark.data.item_features import feature_matrix
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import ConfigError
+from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.tf_training import (
@@ -69,8 +70,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
 def fit_two_tower(data: Interactions, rank: int, cfg: TwoTowerConfig, seed: int,
                   item_features: np.ndarray | None = None) -> TwoTowerFit:
     """Fit user and item towers on the (user, item) pairs of `data` by in-batch softmax."""
+    tf = import_tensorflow()  # before keras, which imports it too
     import keras
-    import tensorflow as tf
 
     set_seed(seed)
     train_data, held_out = split_validation(data, cfg.validation_fraction, seed)

@@ -8,6 +8,11 @@ import time
 
 from pyspark.sql import SparkSession
 
+from recsys_spark.config import PublishConfig
+from recsys_spark.errors import OutputError
+
+UMASK_KEY = "fs.permissions.umask-mode"  # Hadoop's umask for every file and directory it creates
+
 
 def _path(spark: SparkSession, path: str):
     jvm = spark.sparkContext._jvm
@@ -34,8 +39,11 @@ def delete(spark: SparkSession, path: str) -> None:
 
 
 def mkdirs(spark: SparkSession, path: str) -> None:
+    """Create `path` and its parents; raises OutputError when the file system refuses."""
     fs, jpath = _path(spark, path)
-    fs.mkdirs(jpath)
+    if not fs.mkdirs(jpath):
+        raise OutputError(f"cannot create the directory {path} (permission denied or a read-only file system); "
+                          "make it writable or write elsewhere")
 
 
 def rename(spark: SparkSession, src: str, dst: str) -> None:
@@ -115,9 +123,10 @@ def create_exclusive(spark: SparkSession, path: str, text: str) -> bool:
     """
     local = local_path(spark, path)
     if local is not None:
-        os.makedirs(os.path.dirname(local), mode=0o750, exist_ok=True)
+        mask = umask(spark)
+        _makedirs_local(os.path.dirname(local), 0o777 & ~mask)
         try:
-            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~mask)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -151,8 +160,30 @@ def touch(spark: SparkSession, path: str) -> None:
     fs.setTimes(jpath, int(time.time() * 1000), -1)
 
 
-def restrict_permissions(spark: SparkSession, path: str, dir_mode: int = 0o750, file_mode: int = 0o640) -> None:
-    """chmod the tree under `path` so that others cannot read it (a no-op where unsupported)."""
+def _makedirs_local(path: str, mode: int) -> None:
+    """os.makedirs with `mode` for every directory it creates (os.makedirs gives it to the last one only)."""
+    if not path or os.path.isdir(path):
+        return
+    _makedirs_local(os.path.dirname(path), mode)
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        pass
+
+
+def umask(spark: SparkSession) -> int:
+    """The umask set for what this session writes (fs.permissions.umask-mode; publish.umask's default when unset)."""
+    return int(spark.sparkContext._jsc.hadoopConfiguration().get(UMASK_KEY, PublishConfig().umask), 8)
+
+
+def restrict_permissions(spark: SparkSession, path: str, dir_mode: int | None = None,
+                         file_mode: int | None = None) -> None:
+    """chmod the tree under `path` to the session's umask (default modes 0777 and 0666 less the
+    umask: 0750 and 0640 for 027), so a tree made by any writer ends as the umask says (a no-op
+    where unsupported)."""
+    mask = umask(spark)
+    dir_mode = 0o777 & ~mask if dir_mode is None else dir_mode
+    file_mode = 0o666 & ~mask if file_mode is None else file_mode
     fs, jpath = _path(spark, path)
     jvm = spark.sparkContext._jvm
     perm = jvm.org.apache.hadoop.fs.permission.FsPermission

@@ -24,5 +24,5 @@ def base_manifest(cfg: Config, layout: DateLayout, run_id: str, prepared_stats: 
         "rejected_by_reason": rejected, "prepare": prepared_stats, "model": model.metadata,
         "rules": {**rules.summary, "fallback": cfg.rules.fallback,
                   "fallback_rows": audit_results.get(USER_RECS, {}).get("_fallback_rows", 0)},
-        "config": cfg.to_dict(),
+        "config": cfg.to_record(),
     }

@@ -45,6 +45,7 @@ from recsys_spark.storage.layout import (
     table_path,
     under,
 )
+from recsys_spark.storage.writable import PROBE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ def remove_leftovers(spark: SparkSession, layout: DateLayout) -> list[str]:
     after `repair`."""
     removed = []
     for name in _names(spark, layout.runs):
-        if name.startswith((STAGING_PREFIX, RETIRED_PREFIX, f"{CURRENT}.")):
+        if name.startswith((STAGING_PREFIX, RETIRED_PREFIX, f"{CURRENT}.", PROBE_PREFIX)):
             _remove(spark, under(layout.runs, name))
             removed.append(name)
     for table in TABLES:

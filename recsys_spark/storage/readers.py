@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_spark.config import Config, InputConfig, load_config
+from recsys_spark.config.yaml_text import load_yaml
 from recsys_spark.data.item_features import FEATURE_FORMATS, FEATURES
 from recsys_spark.data.schema import CORRUPT_RECORD, ITEM_ID, TS, USER_ID, WEIGHT
 from recsys_spark.errors import ConfigError, InputError, ItemFeaturesError, RulesError
@@ -263,7 +264,7 @@ def read_config_file(path: str) -> dict:
     if not source.is_file():
         raise ConfigError(f"config file {source} does not exist")
     try:
-        return yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        return load_yaml(source.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config file {source} is not UTF-8 text; point --conf at a YAML file") from None
     except yaml.YAMLError as exc:

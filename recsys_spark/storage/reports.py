@@ -38,9 +38,13 @@ def write_evaluation(result: EvaluationResult, metrics_path: str, report_dir: st
 
 
 def write_tune(spark: SparkSession, result: TuneResult, best_conf_path: str, trials_path: str) -> list[str]:
-    """Write the best conf as YAML (loadable with --conf) and the trials as Parquet (overwrites both)."""
+    """Write the best conf as YAML (loadable with --conf; secret-looking keys redacted, to be set
+    again) and the trials as Parquet (overwrites both)."""
     header = (f"# best {result.objective} = {result.best_value:.4f} on the validation split with "
               + ", ".join(f"{k}={v}" for k, v in result.best_overrides.items()) + "\n")
-    fs.write_text(spark, best_conf_path, header + yaml.safe_dump(result.best_config.to_dict(), sort_keys=False))
+    record = result.best_config.to_record()
+    if record != result.best_config.to_dict():
+        header += "# secret-looking keys are redacted (***): set them again with --set or in your own conf\n"
+    fs.write_text(spark, best_conf_path, header + yaml.safe_dump(record, sort_keys=False))
     spark.createDataFrame(result.trials).coalesce(1).write.mode("overwrite").parquet(trials_path)
     return [best_conf_path, trials_path]
