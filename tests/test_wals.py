@@ -173,3 +173,22 @@ def test_a_confidence_beyond_float32_is_a_clear_error():
     with pytest.raises(ConfidenceError, match="overflows float32"):
         confidence(users, items, np.array([1.0, 3e38]), "linear", alpha=2.0)
     assert np.isfinite(confidence(users, items, np.array([1.0, 3e38]), "log", alpha=2.0, epsilon=1.0)).all()
+
+
+@pytest.mark.parametrize("n_users, n_items", [(1, 5), (6, 1)])
+def test_fit_with_a_single_user_or_item_matches_dense_solves(n_users, n_items):
+    rng = np.random.default_rng(4)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < 0.7)
+    users, items = users.astype(np.int32), items.astype(np.int32)
+    conf = (1.0 + rng.random(len(users))).astype(np.float32)
+    rank, w0, reg = 3, 0.5, 0.1
+    got_x, got_y, _ = wals_tf.fit(users, items, conf, n_users, n_items, rank, 2, reg, w0, reg_exponent=0.0,
+                                  cg_steps=3 * rank, init_stddev=0.1, seed=5)
+    weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
+    x = wals_tf.initial_factors(n_users, rank, 0.1, (5, 1)).numpy()
+    y = wals_tf.initial_factors(n_items, rank, 0.1, (5, 2)).numpy()
+    for _ in range(2):
+        x = _exact_rows(y, weights, target, np.full(n_users, reg))
+        y = _exact_rows(x, weights.T, target.T, np.full(n_items, reg))
+    np.testing.assert_allclose(got_x, x, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got_y, y, rtol=1e-3, atol=1e-4)

@@ -51,7 +51,9 @@ def _pair_dots(x, y, indices):
 def _matvec(p, y, gram_w0, indices, extra_conf, reg, shape):
     """A p for every row: w0 G p + sum_nnz (c - w0) (y.p) y + lambda p."""
     weights = tf.SparseTensor(indices, extra_conf * _pair_dots(p, y, indices), shape)
-    return tf.matmul(p, gram_w0) + tf.sparse.sparse_dense_matmul(weights, y) + reg[:, None] * p
+    # The sparse product's row count is dynamic; pinning it to p's keeps a one-row x's shape fixed in the loop.
+    return tf.matmul(p, gram_w0) + tf.ensure_shape(tf.sparse.sparse_dense_matmul(weights, y), p.shape) \
+        + reg[:, None] * p
 
 
 @tf.function(reduce_retracing=True)
@@ -64,7 +66,7 @@ def half_step(x: tf.Tensor, y: tf.Tensor, indices: tf.Tensor, conf: tf.Tensor, r
     shape = tf.stack([tf.shape(x, out_type=tf.int64)[0], tf.shape(y, out_type=tf.int64)[0]])
     gram_w0 = unobserved_weight * tf.matmul(y, y, transpose_a=True)
     extra_conf = conf - unobserved_weight
-    b = tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, conf, shape), y)
+    b = tf.ensure_shape(tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, conf, shape), y), x.shape)
     r = b - _matvec(x, y, gram_w0, indices, extra_conf, reg, shape)
     p = r
     rs = tf.reduce_sum(r * r, axis=1)
