@@ -1,10 +1,20 @@
 """Churn between two dates' lists (evaluation/stability.py) against hand-computed and pandas values."""
 
+import hashlib
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from recsys_spark.app.cli import main
+from recsys_spark.app.nightly import run_nightly
+from recsys_spark.config import load_config
+from recsys_spark.data.sample_data import generate_interactions
+from recsys_spark.errors import QualityGateError
 from recsys_spark.evaluation.stability import item_similar_stability, user_recs_stability
+from recsys_spark.storage.audit import churn_gate
 
 RECS_SCHEMA = "user_id string, rank int, item_id string, score double, source string"
 
@@ -44,6 +54,12 @@ def _as_user_recs(s: dict) -> dict:
     return {"users_compared": s["compared"], "overlap": s["overlap"], "churn": s["churn"],
             "new_users": s["new_keys"], "dropped_users": s["dropped_keys"],
             "new_items": s["new_entries"], "dropped_items": s["dropped_entries"]}
+
+
+def _as_item_similar(s: dict) -> dict:
+    return {"items_compared": s["compared"], "overlap": s["overlap"], "churn": s["churn"],
+            "new_items": s["new_keys"], "dropped_items": s["dropped_keys"],
+            "new_neighbours": s["new_entries"], "dropped_neighbours": s["dropped_entries"]}
 
 
 def test_hand_made_lists(spark):
@@ -100,3 +116,63 @@ def test_no_common_key_gives_no_overlap_and_item_similar_names(spark):
     got = item_similar_stability(new, old, top_k=2)
     assert got == {"items_compared": 0, "overlap": {"mean": None, "p10": None, "p50": None, "p90": None},
                    "churn": None, "new_items": 1, "dropped_items": 1, "new_neighbours": 0, "dropped_neighbours": 1}
+
+
+# -- in a nightly run ------------------------------------------------------------------------
+
+RUN_SETTINGS = ["model.kind=popularity", "score.top_n=5", "similar.top_k=3"]
+
+
+def _published(out, table: str, date: str) -> pd.DataFrame:
+    return pd.read_parquet(os.path.join(out, table, f"run_date={date}"))
+
+
+def _files(root: str) -> dict:
+    """sha256 of every file under a published partition (through a link) or a date's run directory."""
+    return {path: hashlib.sha256(open(path, "rb").read()).hexdigest()
+            for base, _, names in os.walk(root, followlinks=True) for name in names
+            if name != ".lock" for path in [os.path.join(base, name)]}
+
+
+def test_nightly_manifest_records_churn_and_max_churn_refuses_a_run(spark, tmp_path):
+    out = str(tmp_path / "out")
+    days = {"2026-06-01": (60, 8), "2026-06-02": (75, 9)}  # more users, other interactions the next day
+    sources = {}
+    for date, (users, seed) in days.items():
+        sources[date] = str(tmp_path / f"{date}.csv")
+        generate_interactions(n_users=users, n_items=30, n_interactions=15 * users, seed=seed).to_csv(
+            sources[date], index=False)
+    cfg = load_config(None, RUN_SETTINGS)
+    first = run_nightly(spark, cfg, sources["2026-06-01"], out, "2026-06-01").manifest
+    assert first["stability"] == {"compared_with": None, "reason": "no date published before 2026-06-01"}
+    assert first["churn_gate"]["skipped"]
+
+    second = run_nightly(spark, cfg, sources["2026-06-02"], out, "2026-06-02").manifest
+    stability = second["stability"]
+    assert stability["compared_with"] == "2026-06-01" and stability["compared_with_run"] == first["run_id"]
+    for table, key, entry, n, named in (("user_recs", "user_id", "item_id", 5, _as_user_recs),
+                                        ("item_similar", "item_id", "similar_item_id", 3, _as_item_similar)):
+        want = named(pandas_stability(_published(out, table, "2026-06-02"), _published(out, table, "2026-06-01"),
+                                      key, entry, n))
+        assert flat(stability[table]) == pytest.approx(flat(want)), table
+    recs = stability["user_recs"]
+    assert recs["new_users"] > 0 and 0 < recs["churn"] < 1
+    on_disk = json.load(open(os.path.join(out, "_runs", "2026-06-02", "current", "manifest.json")))
+    assert on_disk["stability"] == stability and on_disk["churn_gate"]["passed"]
+
+    # Re-running 2026-06-02 with a churn limit below its churn: refused (exit 4), both dates stay as they were.
+    before = {date: {**_files(os.path.join(out, "user_recs", f"run_date={date}")),
+                     **_files(os.path.join(out, "item_similar", f"run_date={date}")),
+                     **_files(os.path.join(out, "_runs", date))} for date in days}
+    limit = recs["churn"] / 2
+    argv = ["run", "--input", sources["2026-06-02"], "--output", out, "--run-date", "2026-06-02", "--quiet",
+            *[a for s in RUN_SETTINGS for a in ("--set", s)], "--set", f"publish.max_churn={limit}",
+            "--set", "spark.conf={spark.sql.shuffle.partitions: 4, spark.default.parallelism: 4}"]
+    assert main(argv) == QualityGateError.exit_code == 4
+    for date in days:
+        after = {**_files(os.path.join(out, "user_recs", f"run_date={date}")),
+                 **_files(os.path.join(out, "item_similar", f"run_date={date}")),
+                 **_files(os.path.join(out, "_runs", date))}
+        assert {p: h for p, h in after.items() if ".staging-" not in p} == before[date], date
+    with pytest.raises(QualityGateError, match=r"user_recs churn against 2026-06-01 is .*above publish.max_churn"):
+        churn_gate(stability, limit)
