@@ -90,7 +90,8 @@ class AccountingError(UserError, RuntimeError):
 
 
 class QualityGateError(UserError, RuntimeError):
-    """The run's metric fell past publish.max_metric_drop; the published tables stay."""
+    """The run's metric fell past publish.max_metric_drop, or its churn past publish.max_churn; the
+    published tables stay."""
     exit_code = EXIT_GATE
 
 

@@ -1,17 +1,22 @@
 """Report aggregates against hand/numpy values; report files with the expected plots."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import image
 
 from recsys_spark.evaluation.report import (
+    CHURN_PLOT,
     METRICS_PLOT,
     POPULARITY_PLOT,
     REPORT_FILE,
     SCORES_PLOT,
+    churn_history,
     metrics_table,
     popularity_profile,
+    render_report,
     score_histogram,
 )
 from recsys_spark.storage.reports import write_report
@@ -76,3 +81,37 @@ def test_write_report_creates_markdown_and_plots(tmp_path):
     assert "- split: random" in text
     for name in (METRICS_PLOT, POPULARITY_PLOT, SCORES_PLOT):
         assert f"]({name})" in text
+
+
+def _manifest(date: str, churn=None) -> dict:
+    if churn is None:
+        return {"run_date": date, "stability": {"compared_with": None, "reason": "no date published before"}}
+    overlap = {"mean": 1 - churn, "p10": 0.2, "p50": 1 - churn, "p90": 1.0}
+    return {"run_date": date, "stability": {"compared_with": "earlier", "user_recs": {"churn": churn,
+                                                                                      "overlap": overlap}}}
+
+
+def _report_inputs():
+    profiles = pd.DataFrame({"model": "als", "bucket": [1, 2], "interactions_share": [0.7, 0.3],
+                             "recs_share": [0.4, 0.6]})
+    histograms = pd.DataFrame({"model": "als", "left": [0.0, 0.5], "right": [0.5, 1.0], "count": [3, 4]})
+    return _metrics(), profiles, histograms
+
+
+def test_churn_history_reads_the_manifests_stability():
+    history = churn_history([_manifest("2026-06-02", 0.3), _manifest("2026-06-01"), {"run_date": "2026-05-30"}])
+    assert history.to_dict("records") == [{"run_date": "2026-06-02", "compared_with": "earlier", "churn": 0.3,
+                                           "mean": 0.7, "p10": 0.2, "p50": 0.7, "p90": 1.0}]
+
+
+def test_report_plots_churn_of_two_published_dates_and_says_why_not_otherwise():
+    files = render_report(*_report_inputs(), churn=churn_history([_manifest("2026-06-01"),
+                                                                  _manifest("2026-06-02", 0.25)]))
+    assert files[CHURN_PLOT].startswith(b"\x89PNG")
+    pixels = image.imread(io.BytesIO(files[CHURN_PLOT]))
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert f"![churn]({CHURN_PLOT})" in files[REPORT_FILE].decode()
+    for churn in (None, churn_history([_manifest("2026-06-01")])):
+        files = render_report(*_report_inputs(), churn=churn)
+        assert CHURN_PLOT not in files
+        assert "No plot: the output has fewer than two published dates" in files[REPORT_FILE].decode()

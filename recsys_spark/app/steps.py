@@ -22,6 +22,7 @@ from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
 from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, USER_ID, USER_INDEX, USER_RECS
 from recsys_spark.errors import ConfigError
+from recsys_spark.evaluation.stability import item_similar_stability, user_recs_stability
 from recsys_spark.faults import fail_first_attempt, fault_point
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.models.registry import train_model
@@ -37,7 +38,10 @@ from recsys_spark.storage.publish import (
     apply_retention,
     clean_date,
     last_published_manifest,
+    previous_published_date,
     publish,
+    published_run,
+    published_table,
     remove_leftovers,
     repair,
     resolve_mode,
@@ -243,6 +247,25 @@ def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model:
                             allowed_items=allowed if restricted else None)
 
 
+def run_stability(spark: SparkSession, cfg: Config, layout: DateLayout, run_dir: str) -> dict:
+    """How much the tables staged in `run_dir` changed against the previous published date (the
+    newest strictly before this run's): evaluation/stability.py per table, or why not."""
+    previous = previous_published_date(spark, layout.root, layout.run_date)
+    if previous is None:
+        return {"compared_with": None, "reason": f"no date published before {layout.run_date}"}
+    earlier = DateLayout(layout.root, previous)
+    record = {"compared_with": previous, "compared_with_run": published_run(spark, earlier),
+              "top_n": cfg.score.top_n, "top_k": cfg.similar.top_k}
+    for table, measure, n in ((USER_RECS, user_recs_stability, cfg.score.top_n),
+                              (ITEM_SIMILAR, item_similar_stability, cfg.similar.top_k)):
+        old = published_table(spark, earlier, table)
+        if not fs.exists(spark, table_path(run_dir, table)) or old is None:
+            record[table] = None  # this run or the earlier date has no such table
+            continue
+        record[table] = measure(spark.read.parquet(table_path(run_dir, table)), old, n)
+    return record
+
+
 @dataclass
 class Scored:
     """What scored a run's tables, and what the audit checks them against."""
@@ -261,15 +284,18 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
     staging = layout.staging(run_id)
     with timed("audit", summary.timings):
         results = audit_run(spark, cfg, staging, scored.prepared, scored.model, scored.rules)
+        stability = run_stability(spark, cfg, layout, staging)
     summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
     manifest = base_manifest(cfg, layout, run_id, scored.prepared.stats, scored.model, scored.rules, results)
-    manifest.update(row_counts=summary.counts, audit=results, timings=summary.timings, **manifest_extra)
+    manifest.update(row_counts=summary.counts, audit=results, stability=stability, timings=summary.timings,
+                    **manifest_extra)
     with timed("publish", summary.timings):
         previous = last_published_manifest(spark, layout.root, layout.run_date)
         manifest["quality_gate"] = audit.quality_gate(
             manifest.get("metrics"), (previous or {}).get("metrics"), manifest["model"].get("kind", cfg.model.kind),
             cfg.publish.gate_metric, cfg.publish.max_metric_drop)
         manifest["compared_with_run"] = (previous or {}).get("run_id")
+        manifest["churn_gate"] = audit.churn_gate(stability, cfg.publish.max_churn)
         seal(spark, layout, run_id, manifest)
         fault_point("audited")
         replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))

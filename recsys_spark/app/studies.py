@@ -6,6 +6,7 @@ from recsys_spark.app.steps import RunPaths, RunSummary, item_features, read_and
 from recsys_spark.config import Config
 from recsys_spark.evaluation.holdout import compared_models, evaluate, manifest_metrics
 from recsys_spark.evaluation.tune import tune
+from recsys_spark.storage.publish import published_manifests
 from recsys_spark.storage.reports import write_evaluation, write_tune
 
 
@@ -20,14 +21,16 @@ def best_conf_of(paths: RunPaths, best_conf: str | None) -> str:
 
 
 def run_evaluate(spark, cfg: Config, source: str | None, paths: RunPaths, report_dir: str | None) -> RunSummary:
-    """Split, train and score every compared model; write OUTPUT/metrics and the report."""
+    """Split, train and score every compared model; write OUTPUT/metrics and the report (with the
+    churn of the output's published dates)."""
     summary = RunSummary(paths)
     with timed("prepare", summary.timings):
         prepared, _ = read_and_prepare(spark, cfg, source)
     with timed("evaluate", summary.timings):
         result = evaluate(prepared, cfg, paths.run_date, item_features(spark, cfg, compared_models(cfg)))
     with timed("write", summary.timings):
-        files = write_evaluation(result, f"{paths.output}/metrics", report_dir_of(paths, report_dir))
+        files = write_evaluation(result, f"{paths.output}/metrics", report_dir_of(paths, report_dir),
+                                 published_manifests(spark, paths.output))
     summary.manifest = {"metrics": manifest_metrics(result), "files": files}
     return summary
 

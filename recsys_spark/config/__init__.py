@@ -159,6 +159,7 @@ class PublishConfig:
     lock_stale_seconds: int = 900  # a lock not refreshed for this long (or whose process is gone) is reclaimed
     gate_metric: str = "ndcg@10"  # evaluation metric compared with the last published run
     max_metric_drop: float = 0.1  # refuse to publish when the metric falls by more than this fraction
+    max_churn: Optional[float] = None  # refuse when user_recs churn (1 - mean top-N overlap) passes it; null: off
     umask: str = "027"  # octal, as the shell's umask: 27 and 027 both mean 027; must deny others read
 
     def __post_init__(self):
@@ -168,6 +169,8 @@ class PublishConfig:
         _check_min("publish.lock_stale_seconds", self.lock_stale_seconds, 1)
         if not 0.0 <= self.max_metric_drop < 1.0:
             raise ConfigError(f"publish.max_metric_drop must be in [0, 1); got {self.max_metric_drop!r}")
+        if self.max_churn is not None and not 0.0 <= self.max_churn <= 1.0:
+            raise ConfigError(f"publish.max_churn must be a fraction in [0, 1] or null (off); got {self.max_churn!r}")
         metric, sep, k = self.gate_metric.partition("@")
         if metric not in RANKING_METRICS or not sep or not k.isdigit():
             raise ConfigError(f"publish.gate_metric must be <metric>@<k> with metric one of "

@@ -25,6 +25,7 @@ from recsys_spark.evaluation.metrics import POPULARITY_RANK, popularity_ranks  #
 METRICS_PLOT = "metrics_vs_k.png"
 POPULARITY_PLOT = "popularity.png"
 SCORES_PLOT = "scores.png"
+CHURN_PLOT = "churn.png"
 REPORT_FILE = "report.md"
 _PLOTTED = (*RANKING_METRICS, "coverage", "novelty")
 _TITLES = {"coverage": "coverage (share of catalog)", "novelty": "novelty (mean popularity rank)"}
@@ -126,14 +127,56 @@ def plot_scores(histograms: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def render_report(metrics: pd.DataFrame, profiles: pd.DataFrame, histograms: pd.DataFrame,
-                  title: str = "Evaluation", details: Optional[dict] = None) -> dict[str, bytes]:
-    """report.md and its three PNG plots as {file name: content}; storage/reports.py writes them.
+_CHURN_COLUMNS = ("run_date", "compared_with", "churn", "mean", "p10", "p50", "p90")
 
-    metrics: model, metric, k, value (k null for metrics without a cut-off).
+
+def churn_history(manifests: list[dict]) -> pd.DataFrame:
+    """user_recs stability of published runs, from their manifests (storage/publish.published_manifests):
+    run_date, compared_with, churn, mean, p10, p50, p90 (overlap), one row per date that was
+    compared with an earlier one, oldest first."""
+    rows = []
+    for manifest in manifests:
+        stability = manifest.get("stability") or {}
+        recs = stability.get("user_recs") or {}
+        if recs.get("churn") is None:
+            continue
+        rows.append((manifest["run_date"], stability.get("compared_with"), recs["churn"],
+                     *(recs["overlap"].get(name) for name in ("mean", "p10", "p50", "p90"))))
+    return pd.DataFrame(rows, columns=list(_CHURN_COLUMNS)).sort_values("run_date", ignore_index=True)
+
+
+def plot_churn(history: pd.DataFrame) -> bytes:
+    """Churn of user_recs per published date, with the overlap's p10-p90 band. history: churn_history."""
+    dates = history["run_date"].tolist()
+    x = range(len(dates))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(dates)), 3.5))
+    ax.plot(x, history["churn"], marker="o", label="churn (1 - mean overlap)")
+    ax.fill_between(x, 1 - history["p90"].astype(float), 1 - history["p10"].astype(float), alpha=0.2,
+                    label="1 - overlap, p10-p90 of users")
+    ax.plot(x, 1 - history["p50"].astype(float), linestyle="--", label="1 - median overlap")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(dates, rotation=45, ha="right", fontsize="small")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of top-N replaced")
+    ax.set_title("user_recs churn against the previous published date")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def render_report(metrics: pd.DataFrame, profiles: pd.DataFrame, histograms: pd.DataFrame,
+                  title: str = "Evaluation", details: Optional[dict] = None,
+                  churn: Optional[pd.DataFrame] = None) -> dict[str, bytes]:
+    """report.md and its PNG plots as {file name: content}; storage/reports.py writes them.
+
+    metrics: model, metric, k, value (k null for metrics without a cut-off). churn: churn_history
+    of the output's published dates; plotted when it has a row (two published dates or more).
     """
     files = {METRICS_PLOT: plot_metrics(metrics), POPULARITY_PLOT: plot_popularity(profiles),
              SCORES_PLOT: plot_scores(histograms)}
+    if churn is not None and not churn.empty:
+        files[CHURN_PLOT] = plot_churn(churn)
     lines = [f"# {title}", ""]
     for key, value in (details or {}).items():
         lines.append(f"- {key}: {value}")
@@ -141,7 +184,13 @@ def render_report(metrics: pd.DataFrame, profiles: pd.DataFrame, histograms: pd.
               "Definitions: docs/metrics.md. Test users without recommendations count as zero.", "",
               f"![metrics vs k]({METRICS_PLOT})", "",
               "## Popularity of recommended items vs the catalog", "", f"![popularity]({POPULARITY_PLOT})", "",
-              "## Score distribution", "", f"![scores]({SCORES_PLOT})", ""]
+              "## Score distribution", "", f"![scores]({SCORES_PLOT})", "",
+              "## Churn of published user_recs", ""]
+    if CHURN_PLOT in files:
+        lines += [f"Share of each user's top-N replaced since the previous published date ({len(churn)} "
+                  "comparisons; definition: docs/publishing.md, Manifest).", "", f"![churn]({CHURN_PLOT})", ""]
+    else:
+        lines += ["No plot: the output has fewer than two published dates with stability in their manifests.", ""]
     return {REPORT_FILE: "\n".join(lines).encode(), **files}
 
 

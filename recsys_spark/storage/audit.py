@@ -1,5 +1,6 @@
 """Audit a staged run before it is published, in Spark (aggregations; nothing is collected
-but a handful of counts), and the quality gate against the last published run.
+but a handful of counts), and the quality gate against the last published run (a metric drop,
+publish.max_metric_drop; list churn against the previous published date, publish.max_churn).
 
 user_recs: every served user has exactly min(N, items they may get) rows (the rules decide which
 items and users: rules.item_pools, rules.served_users), ranks 1..k, unique (user, item), no seen
@@ -162,4 +163,26 @@ def quality_gate(metrics: dict | None, previous: dict | None, model_kind: str, m
             f"{model_kind} {metric} is {current:.4f}, below {floor:.4f} (the last published run's {before:.4f} "
             f"minus {max_drop:.0%}); nothing was published: check the input and model, or raise "
             f"publish.max_metric_drop to accept it")
+    return outcome
+
+
+def churn_gate(stability: dict | None, max_churn: float | None) -> dict:
+    """Refuse the run (QualityGateError) when user_recs churn against the previous published date
+    (stability["user_recs"]["churn"], 1 - mean top-N overlap) passes `max_churn` (None: off).
+    Returns what was compared (for the manifest)."""
+    recs = (stability or {}).get("user_recs") or {}
+    churn = recs.get("churn")
+    outcome = {"churn": churn, "max_churn": max_churn, "compared_with": (stability or {}).get("compared_with"),
+               "passed": True}
+    if max_churn is None:
+        outcome["skipped"] = "publish.max_churn is not set"
+        return outcome
+    if churn is None:
+        outcome["skipped"] = "no churn to compare (no earlier published date, or no user in both dates' user_recs)"
+        return outcome
+    if churn > max_churn:
+        raise QualityGateError(
+            f"user_recs churn against {outcome['compared_with']} is {churn:.4f} (mean top-N overlap "
+            f"{1.0 - churn:.4f}), above publish.max_churn {max_churn:.4f}; nothing was published: check the "
+            "input and model, or raise publish.max_churn to accept it")
     return outcome

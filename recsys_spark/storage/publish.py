@@ -27,7 +27,7 @@ import logging
 import os
 import secrets
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from recsys_spark.errors import ConfigError
 from recsys_spark.faults import fault_point
@@ -108,6 +108,26 @@ def last_published_manifest(spark: SparkSession, root: str, on_or_before: str) -
         if name <= on_or_before:
             return published_manifest(spark, DateLayout(root, name))
     return None
+
+
+def previous_published_date(spark: SparkSession, root: str, before: str) -> str | None:
+    """The newest published date strictly before `before`, or None."""
+    earlier = [d for d in published_dates(spark, root) if d < before]
+    return earlier[-1] if earlier else None
+
+
+def published_manifests(spark: SparkSession, root: str) -> list[dict]:
+    """The manifest of every published date, oldest first."""
+    manifests = (published_manifest(spark, DateLayout(root, d)) for d in published_dates(spark, root))
+    return [m for m in manifests if m is not None]
+
+
+def published_table(spark: SparkSession, layout: DateLayout, table: str) -> DataFrame | None:
+    """The date's published partition of `table` as SQL readers see it (a directory or a pointer
+    link), or None when the date has none."""
+    if not _present(spark, layout.partition(table)):
+        return None
+    return spark.read.parquet(layout.partition(table))
 
 
 def seal(spark: SparkSession, layout: DateLayout, run_id: str, manifest: dict) -> str:

@@ -9,31 +9,35 @@ import yaml
 from pyspark.sql import SparkSession
 
 from recsys_spark.evaluation.holdout import EvaluationResult
-from recsys_spark.evaluation.report import render_report
+from recsys_spark.evaluation.report import churn_history, render_report
 from recsys_spark.evaluation.tune import TuneResult
 from recsys_spark.storage import fs
 
 
 def write_report(out_dir: str | Path, metrics: pd.DataFrame, profiles: pd.DataFrame, histograms: pd.DataFrame,
-                 title: str = "Evaluation", details: dict | None = None) -> list[Path]:
-    """Write report.md and its three PNG plots under the local directory `out_dir`; returns the files."""
+                 title: str = "Evaluation", details: dict | None = None,
+                 churn: pd.DataFrame | None = None) -> list[Path]:
+    """Write report.md and its PNG plots under the local directory `out_dir`; returns the files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, content in render_report(metrics, profiles, histograms, title, details).items():
+    for name, content in render_report(metrics, profiles, histograms, title, details, churn).items():
         (out / name).write_bytes(content)
         written.append(out / name)
     return written
 
 
-def write_evaluation(result: EvaluationResult, metrics_path: str, report_dir: str) -> list[str]:
+def write_evaluation(result: EvaluationResult, metrics_path: str, report_dir: str,
+                     manifests: list[dict] | None = None) -> list[str]:
     """Write the metrics table (Parquet partitioned by run_id; only this run's partition is
-    replaced) and the Markdown report with its plots under the local directory `report_dir`."""
+    replaced) and the Markdown report with its plots under the local directory `report_dir`;
+    `manifests` (of the output's published dates) give the churn plot."""
     (result.metrics.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
      .partitionBy("run_id").parquet(metrics_path))
     metrics = result.metrics.drop("run_id").toPandas()
     files = write_report(report_dir, metrics, result.profiles, result.histograms,
-                         title=f"Evaluation {result.details.get('run_id', '')}".strip(), details=result.details)
+                         title=f"Evaluation {result.details.get('run_id', '')}".strip(), details=result.details,
+                         churn=churn_history(manifests or []))
     return [metrics_path, *map(str, files)]
 
 
