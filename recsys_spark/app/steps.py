@@ -125,7 +125,7 @@ def private_output(spark: SparkSession, cfg: Config, output: str) -> None:
     process (private_process) and Hadoop's writers on every file system (fs.permissions.umask-mode,
     which the JVM's writers and fs.restrict_permissions read); the output root is created so."""
     private_process(cfg)
-    spark.sparkContext._jsc.hadoopConfiguration().set(fs.UMASK_KEY, cfg.publish.umask)
+    fs.set_umask(spark, cfg.publish.umask)
     if not fs.exists(spark, output):
         fs.mkdirs(spark, output)
         fs.restrict_permissions(spark, output)

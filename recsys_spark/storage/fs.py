@@ -171,9 +171,19 @@ def _makedirs_local(path: str, mode: int) -> None:
         pass
 
 
+_OWN_UMASK_KEY = "recsys_spark.publish.umask"  # Hadoop's key has a default (022) that cannot be told from a choice
+
+
+def set_umask(spark: SparkSession, value: str) -> None:
+    """Every writer of this session (Hadoop's file systems, restrict_permissions) uses umask `value`."""
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    conf.set(UMASK_KEY, value)
+    conf.set(_OWN_UMASK_KEY, value)
+
+
 def umask(spark: SparkSession) -> int:
-    """The umask set for what this session writes (fs.permissions.umask-mode; publish.umask's default when unset)."""
-    return int(spark.sparkContext._jsc.hadoopConfiguration().get(UMASK_KEY, PublishConfig().umask), 8)
+    """The umask set by set_umask for what this session writes; publish.umask's default when unset."""
+    return int(spark.sparkContext._jsc.hadoopConfiguration().get(_OWN_UMASK_KEY, PublishConfig().umask), 8)
 
 
 def restrict_permissions(spark: SparkSession, path: str, dir_mode: int | None = None,
