@@ -178,10 +178,14 @@ def prepare_tables(spark: SparkSession, tables: CatalogTables, root: str, staged
         raise SchemaDriftError("the run's tables no longer match their catalog tables, so nothing was published ("
                                + " | ".join(problems) + "): keep the columns, or give the tables new names "
                                "(output.*_table) or another output.database")
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{tables.database}`")
+    if not spark.catalog.databaseExists(tables.database):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{tables.database}`")
     for table, schema in staged.items():
         if table not in existing:
-            location = _location(spark, under(root, check_name(table)))
+            table_root = under(root, check_name(table))
+            if not fs.exists(spark, table_root):  # Spark looks for the location's metadata
+                fs.mkdirs(spark, table_root)
+            location = _location(spark, table_root)
             spark.sql(f"CREATE TABLE IF NOT EXISTS {tables.qualified(table)} ({_column_list(schema)}, "
                       f"`{RUN_DATE}` STRING) USING parquet PARTITIONED BY (`{RUN_DATE}`) LOCATION '{location}'")
             log.info("created catalog table %s at %s", tables.record()[table], location)
