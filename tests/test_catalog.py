@@ -8,7 +8,7 @@ The shared test session is not Hive-enabled, so the catalog runs in subprocesses
    asks for the metastore (refused at once, before any JVM starts);
 2. tests/cli_driver.py, a fresh session: `sql` (what 1 published), re-publish date 2 from other
    input with publish.retention_days removing date 1, `sql` again in the same long-lived session
-   (REFRESH TABLE), and a failed run of date 2 (input missing);
+   (REFRESH TABLE), a failed run of date 2 (input missing) and a query of an unknown table (exit 2);
 3. `recsys-spark sql` in a fresh process: what 2 left.
 """
 
@@ -117,10 +117,12 @@ def test_catalog_sees_each_published_run_whole_in_a_fresh_session(inputs):
     assert first.returncode == 0 and "RC [0, 0]\n" in seen, err
     published = _expected(out, D1, D2)
 
+    unknown = ["sql", "SELECT * FROM recsys.nope", "--output", str(out), *SETTINGS]
     second = _drive([sql, run("b.csv", D2, "--set", "publish.retention_days=2"), sql,
-                     run("missing.csv", D2)])
+                     run("missing.csv", D2), unknown])
     stdout, stderr = second.communicate(timeout=TIMEOUT)
-    assert "RC [0, 0, 0, 1]" in stdout, stderr
+    assert "RC [0, 0, 0, 1, 2]" in stdout, stderr  # the failed run: input missing; the query: no such table
+    assert "recsys-spark: error: Spark cannot run the query: [TABLE_OR_VIEW_NOT_FOUND]" in stderr
     after_publish, after_republish = _tables(stdout)
     assert after_publish == published
     republished = _expected(out, D2)
