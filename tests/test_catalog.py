@@ -23,7 +23,7 @@ from pyspark.sql.types import FloatType, IntegerType, StringType, StructField, S
 
 from recsys_spark.config import load_config
 from recsys_spark.data.sample_data import generate_interactions
-from recsys_spark.errors import ConfigError, MetastoreBusyError
+from recsys_spark.errors import ConfigError, MetastoreBusyError, SchemaDriftError
 from recsys_spark.storage import catalog
 
 D1, D2 = "2026-01-01", "2026-01-05"
@@ -204,3 +204,21 @@ def test_a_metastore_another_process_holds_is_a_clear_error(tmp_path):
             catalog.check_metastore_free(str(tmp_path))
     finally:
         holder.communicate("", timeout=30)
+
+
+def test_drift_from_an_existing_catalog_table_is_refused_before_anything_is_created(spark, tmp_path):
+    # The shared session's in-memory catalog stands in for the metastore: same DDL, no Hive.
+    tables = catalog.CatalogTables.of(load_config(overrides=["output.database=catalog_drift_test"]).output)
+    published = _schema(("user_id", StringType()), ("rank", IntegerType()), ("score", FloatType()))
+    try:
+        catalog.prepare_tables(spark, tables, str(tmp_path), {"user_recs": published})
+        assert spark.catalog.tableExists("catalog_drift_test.user_recs")
+        catalog.prepare_tables(spark, tables, str(tmp_path), {"user_recs": published})  # no drift: nothing to do
+        drifted = _schema(("user_id", StringType()), ("rank", IntegerType()), ("score", StringType()))
+        with pytest.raises(SchemaDriftError, match="catalog_drift_test.user_recs: column score is float in the "
+                                                   "catalog but string in this run"):
+            catalog.prepare_tables(spark, tables, str(tmp_path), {"user_recs": drifted, "runs": catalog.RUNS_SCHEMA})
+        assert not spark.catalog.tableExists("catalog_drift_test.runs")
+        assert spark.table("catalog_drift_test.user_recs").schema["score"].dataType == FloatType()
+    finally:
+        spark.sql("DROP DATABASE IF EXISTS catalog_drift_test CASCADE")
