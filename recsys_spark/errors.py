@@ -103,3 +103,16 @@ class LockedError(UserError, RuntimeError):
 class OutputError(UserError, OSError):
     """The output (or the report directory, or the tuned conf's path) cannot be written."""
     exit_code = EXIT_OUTPUT
+
+
+class SchemaDriftError(AuditError):
+    """A staged table's columns differ from its catalog table's; nothing is published."""
+
+
+class MetastoreBusyError(LockedError):
+    """Another process holds the embedded (Derby) metastore, which admits one process at a time."""
+
+
+class QueryError(UserError, ValueError):
+    """`recsys-spark sql` got a query Spark cannot parse or resolve (e.g. an unknown table)."""
+    exit_code = EXIT_CONFIG

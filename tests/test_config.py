@@ -57,7 +57,7 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("run", "prepare", "train", "score", "similar", "publish", "clean", "evaluate", "tune"):
+    for command in ("run", "prepare", "train", "score", "similar", "publish", "clean", "evaluate", "tune", "sql"):
         assert command in out
 
 

@@ -9,6 +9,7 @@ import sys
 
 from recsys_spark.app import stages, studies
 from recsys_spark.app.nightly import run_nightly
+from recsys_spark.app.query import run_sql
 from recsys_spark.app.steps import RunPaths, parse_run_date, private_output, private_process
 from recsys_spark.config import Config, parse_param
 from recsys_spark.errors import (
@@ -18,6 +19,7 @@ from recsys_spark.errors import (
     EXIT_INPUT,
     EXIT_LOCKED,
     EXIT_OUTPUT,
+    ConfigError,
     NotFoundError,
     UserError,
 )
@@ -38,7 +40,10 @@ STAGES = {
                 "held-out users and write the metrics table (OUTPUT/metrics) and a Markdown report with plots",
     "tune": "search conf values on a validation split carved from the evaluate train split; "
             "write the best conf (YAML) and all trials",
+    "sql": "run one Spark SQL query in a session configured like the run's (same catalog: with output.database "
+           "set, e.g. SELECT run_date, count(*) FROM recsys.user_recs GROUP BY run_date) and print the rows",
 }
+NO_RUN_DATE = ("sql",)  # commands without --run-date
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,12 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Tables land in OUTPUT/user_recs/run_date=YYYY-MM-DD and OUTPUT/item_similar/run_date=YYYY-MM-DD. "
                f"Exit codes: 0 done (published), {EXIT_INPUT} input unusable, {EXIT_CONFIG} bad arguments or "
                f"configuration, {EXIT_AUDIT} audit or row accounting failed (nothing published), {EXIT_GATE} quality "
-               f"gate refused the run (yesterday's tables stay), {EXIT_LOCKED} another run of the date holds its lock, "
+               f"gate refused the run (yesterday's tables stay), {EXIT_LOCKED} another run of the date holds its lock "
+               f"(or another process the embedded metastore), "
                f"{EXIT_OUTPUT} the output cannot be written (permissions, read-only or full file system).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in STAGES.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "sql":
+            cmd.add_argument("query", help="the SQL text, e.g. \"SELECT * FROM recsys.runs ORDER BY run_date\"")
+            cmd.add_argument("--limit", type=int, default=1000, help="print at most this many rows (default 1000)")
         if name in ("run", "prepare", "evaluate", "tune"):
             cmd.add_argument("--input", help="interactions: CSV/TSV file or directory, Parquet, or a table name "
                                              "(default: input.path from the config); of a directory only the files "
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--output", help="output directory (default: output.path from the config, ./warehouse)")
         if name == "clean":
             cmd.add_argument("--run-date", help="YYYY-MM-DD date to clean (default: every date of the output)")
-        else:
+        elif name not in NO_RUN_DATE:
             cmd.add_argument("--run-date", help="YYYY-MM-DD partition to write (default: today, UTC)")
         if name in ("score", "similar"):
             cmd.add_argument("--model", help="directory of a saved model (default: the run date's model)")
@@ -95,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = RunPaths((args.output or cfg.output.path).rstrip("/"), run_date)
         written = written_paths(args, cfg, paths)
         private_process(cfg)  # before the JVM starts: a local JVM and its workers inherit the umask
-        from recsys_spark.app.session import build_session
+        from recsys_spark.app.session import build_session, catalog_conf
 
-        spark = build_session(cfg.spark)
+        spark = build_session(cfg.spark, catalog_conf(cfg, paths.output))
         private_output(spark, cfg, paths.output)
         for directory in probed_dirs(args, paths):  # before any expensive work
             check_writable(spark, directory)
@@ -109,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if error is None:
             raise
         return _fail(error)
-    print_summary(summary)
+    if summary is not None:
+        print_summary(summary)
     return 0
 
 
@@ -136,6 +146,8 @@ def probed_dirs(args, paths: RunPaths) -> list[str]:
         return [paths.output, studies.report_dir_of(paths, args.report_dir)]
     if args.command == "tune":
         return [paths.output, os.path.dirname(studies.best_conf_of(paths, args.best_conf)) or "."]
+    if args.command in NO_RUN_DATE:  # writes nothing of the output (the embedded metastore writes its own)
+        return []
     if paths.run_date is None:  # clean, every date
         return [paths.output]
     return [paths.layout.runs]
@@ -144,7 +156,10 @@ def probed_dirs(args, paths: RunPaths) -> list[str]:
 def checked_arguments(args) -> tuple[Config, str | None]:
     """The config and run date, with every check that needs no Spark done before it starts."""
     cfg = load_config_file(args.conf, args.overrides)
-    run_date = None if args.command == "clean" and not args.run_date else parse_run_date(args.run_date)
+    no_date = args.command in NO_RUN_DATE or (args.command == "clean" and not args.run_date)
+    run_date = None if no_date else parse_run_date(args.run_date)
+    if args.command == "sql" and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1; got {args.limit}")
     if args.command == "score" and args.input and not args.model:
         raise NotFoundError("score --input needs --model DIR: the saved model to score the new input with")
     if args.command == "tune":
@@ -173,6 +188,8 @@ def run_command(spark, cfg: Config, args, paths: RunPaths):
         return stages.stage_publish(spark, cfg, paths)
     if args.command == "clean":
         return stages.stage_clean(spark, cfg, paths.output, paths.run_date)
+    if args.command == "sql":
+        return run_sql(spark, args.query, args.limit)
     if args.command == "evaluate":
         return studies.run_evaluate(spark, cfg, args.input, paths, args.report_dir)
     return studies.run_tune(spark, cfg, args.input, paths, args.best_conf)
@@ -198,7 +215,12 @@ def print_summary(summary) -> None:
         print("best: " + ", ".join(f"{k}={v}" for k, v in summary.manifest["best"].items()))
     for path in summary.manifest.get("files") or []:
         print(f"wrote {path}")
-    if "user_recs" in summary.counts:
+    catalog = summary.manifest.get("catalog")
+    if catalog and "user_recs" in summary.counts:
+        print(f"catalog tables {', '.join(catalog.values())}; query them with `recsys-spark sql` and the same "
+              f"settings, e.g.:\n  recsys-spark sql \"SELECT run_date, count(*) FROM {catalog['user_recs']} "
+              f"GROUP BY run_date\"")
+    elif "user_recs" in summary.counts:
         print("query them with Spark SQL, e.g.:\n"
               f"  SELECT user_id, rank, item_id, score FROM parquet.`{paths.output}/user_recs` "
               f"WHERE run_date = '{paths.run_date}' ORDER BY user_id, rank LIMIT 20")

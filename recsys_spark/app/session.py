@@ -6,10 +6,11 @@ import logging
 import os
 import sys
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from recsys_spark.config import SparkConfig
+from recsys_spark.config import Config, SparkConfig
+from recsys_spark.storage import catalog
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,44 @@ def _conf_value(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def build_session(cfg: SparkConfig) -> SparkSession:
-    """Get or create the SparkSession described by `cfg`.
+def submitted_conf() -> dict:
+    """The settings spark-submit gave this driver (--master, --conf, spark-defaults.conf); {} when
+    no spark-submit started this process. They live in the JVM that started it, so connect to it first."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
+
+
+def session_master(cfg: SparkConfig, submitted: dict) -> str:
+    """spark.master, else what spark-submit's --master set, else local[*]."""
+    return cfg.master or submitted.get("spark.master") or "local[*]"
+
+
+def catalog_conf(cfg: Config, output: str) -> dict:
+    """The embedded metastore's settings when the run uses it (storage/catalog.py), else {}; checks
+    first that no other process has it open, unless this process's JVM already does."""
+    submitted = submitted_conf()
+    conf = catalog.embedded_metastore_conf(cfg, output, session_master(cfg.spark, submitted), submitted)
+    if conf and SparkContext._active_spark_context is None:
+        catalog.check_metastore_free(catalog.metastore_dir(cfg.output, output))
+    return conf
+
+
+def build_session(cfg: SparkConfig, extra_conf: dict | None = None) -> SparkSession:
+    """Get or create the SparkSession described by `cfg`, plus `extra_conf` (catalog_conf).
 
     spark.master None means: what spark-submit's --master set, else local[*].
     """
-    submitted = SparkConf().get("spark.master", None)
-    master = cfg.master or submitted or "local[*]"
+    submitted = submitted_conf()
+    master = session_master(cfg, submitted)
     if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
         # Local Python workers must run this interpreter, or pandas UDFs miss pyarrow.
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.appName(cfg.app_name)
-    if cfg.master or not submitted:
+    if cfg.master or "spark.master" not in submitted:
         builder = builder.master(master)
-    for key, value in {**_DEFAULTS, **quiet_libraries(cfg.log_level), **cfg.conf}.items():
+    settings = {**_DEFAULTS, **quiet_libraries(cfg.log_level), **cfg.conf, **(extra_conf or {})}
+    for key, value in settings.items():
         builder = builder.config(key, _conf_value(value))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from recsys_spark.config import Config
 from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
-from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, USER_ID, USER_INDEX, USER_RECS
+from recsys_spark.data.schema import ITEM_ID, ITEM_INDEX, ITEM_SIMILAR, RUNS_TABLE, USER_ID, USER_INDEX, USER_RECS
 from recsys_spark.errors import ConfigError
 from recsys_spark.evaluation.stability import item_similar_stability, user_recs_stability
 from recsys_spark.faults import fail_first_attempt, fault_point
@@ -30,8 +30,8 @@ from recsys_spark.serving.rules import RULE_COLUMNS, Rules, build_rules, item_po
 from recsys_spark.serving.scoring import recommend
 from recsys_spark.serving.similarity import similar_items
 from recsys_spark.serving.tables import item_similar_table, user_recs_table
-from recsys_spark.storage import audit, fs, readers
-from recsys_spark.storage.layout import DateLayout, table_path
+from recsys_spark.storage import audit, catalog, fs, readers
+from recsys_spark.storage.layout import TABLES, DateLayout, table_path
 from recsys_spark.storage.lock import DateLock
 from recsys_spark.storage.manifest import base_manifest
 from recsys_spark.storage.publish import (
@@ -289,6 +289,9 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
     manifest = base_manifest(cfg, layout, run_id, scored.prepared.stats, scored.model, scored.rules, results)
     manifest.update(row_counts=summary.counts, audit=results, stability=stability, timings=summary.timings,
                     **manifest_extra)
+    tables = catalog.CatalogTables.of(cfg.output)
+    if tables is not None:
+        manifest["catalog"] = tables.record()
     with timed("publish", summary.timings):
         previous = last_published_manifest(spark, layout.root, layout.run_date)
         manifest["quality_gate"] = audit.quality_gate(
@@ -296,9 +299,30 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
             cfg.publish.gate_metric, cfg.publish.max_metric_drop)
         manifest["compared_with_run"] = (previous or {}).get("run_id")
         manifest["churn_gate"] = audit.churn_gate(stability, cfg.publish.max_churn)
+        staged = {}
+        if tables is not None:
+            write_runs_row(spark, manifest, staging)
+            staged = staged_schemas(spark, staging)
+            catalog.prepare_tables(spark, tables, layout.root, staged)  # schema drift: an error, nothing published
         seal(spark, layout, run_id, manifest)
         fault_point("audited")
         replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
+        if tables is not None:  # the last step of the publish: the catalog sees the date's partitions
+            catalog.publish_partitions(spark, tables, layout, list(staged))
         clean_date(spark, layout, keep={run_id, replaced} - {None})
-        apply_retention(spark, layout.root, cfg.publish.retention_days, layout.run_date)
+        apply_retention(spark, layout.root, cfg.publish.retention_days, layout.run_date,
+                        before_removing=None if tables is None else
+                        lambda date: catalog.drop_partitions(spark, tables, date))
     return manifest
+
+
+def write_runs_row(spark: SparkSession, manifest: dict, staging: str) -> None:
+    """The runs table's one row for this run, staged with the other tables so it is published with them."""
+    row = spark.createDataFrame([catalog.runs_row(manifest)], catalog.RUNS_SCHEMA)
+    row.coalesce(1).write.mode("overwrite").parquet(table_path(staging, RUNS_TABLE))
+
+
+def staged_schemas(spark: SparkSession, run_dir: str) -> dict:
+    """Table directory name -> schema of each table staged in `run_dir`."""
+    return {table: spark.read.parquet(table_path(run_dir, table)).schema
+            for table in TABLES if fs.exists(spark, table_path(run_dir, table))}

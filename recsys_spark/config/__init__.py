@@ -7,6 +7,7 @@ the key before Spark starts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -31,6 +32,7 @@ from recsys_spark.config.secrets import REDACTED, redact, shown
 from recsys_spark.config.yaml_text import LEADING_ZERO, load_yaml
 from recsys_spark.kernels.engines import PRECISIONS
 
+SQL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # database and table names, as storage/layout.check_name
 SPARK_CONF = {"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 8}  # spark.conf's default entries
 
 
@@ -148,7 +150,24 @@ class RulesConfig:
 
 @dataclass
 class OutputConfig:
+    """Where the tables go and, with `database` set, the catalog that knows them (docs/publishing.md)."""
     path: str = "./warehouse"
+    database: Optional[str] = None  # catalog database of the tables (created if missing); null: paths only
+    user_recs_table: str = "user_recs"  # catalog table names, with database set
+    item_similar_table: str = "item_similar"
+    runs_table: str = "runs"  # one row per published date: run id, row counts, metrics, model
+    metastore_dir: Optional[str] = None  # local embedded metastore (Derby) unless spark.conf names one; null: <path>/_catalog
+
+    def __post_init__(self):
+        names = {"output.database": self.database, "output.user_recs_table": self.user_recs_table,
+                 "output.item_similar_table": self.item_similar_table, "output.runs_table": self.runs_table}
+        for key, value in names.items():
+            if value is not None and not (isinstance(value, str) and SQL_NAME.match(value)):
+                raise ConfigError(f"{key} must be a SQL name matching [a-z][a-z0-9_]* (at most 64 characters); "
+                                  f"got {value!r}")
+        tables = [self.user_recs_table, self.item_similar_table, self.runs_table]
+        if len(set(tables)) < len(tables):
+            raise ConfigError(f"output.user_recs_table, item_similar_table and runs_table must differ; got {tables}")
 
 
 @dataclass

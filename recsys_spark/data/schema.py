@@ -26,6 +26,7 @@ RUN_DATE = "run_date"
 
 USER_RECS = "user_recs"
 ITEM_SIMILAR = "item_similar"
+RUNS_TABLE = "runs"  # one row per published date: its manifest, for the catalog
 
 USER_RECS_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL)
 ITEM_SIMILAR_COLUMNS = (ITEM_ID, RANK, SIMILAR_ITEM_ID, SCORE, MODEL)

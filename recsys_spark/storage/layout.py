@@ -3,6 +3,7 @@ stay under it (a run date or table name built to escape the root is rejected).
 
     OUTPUT/user_recs/run_date=D        the table partitions SQL reads
     OUTPUT/item_similar/run_date=D
+    OUTPUT/runs/run_date=D             the run's manifest as one row, with output.database (catalog.py)
     OUTPUT/_runs/D/.lock               one run of a date at a time
     OUTPUT/_runs/D/.staging-RUN        a run being written and audited (hidden: '.' and no '=')
     OUTPUT/_runs/D/RUN                 an audited run: tables, quarantine, model, manifest.json, _SUCCESS
@@ -19,11 +20,11 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from recsys_spark.data.schema import ITEM_SIMILAR, RUN_DATE, USER_RECS
+from recsys_spark.data.schema import ITEM_SIMILAR, RUN_DATE, RUNS_TABLE, USER_RECS
 from recsys_spark.errors import UnsafePathError
 
 QUARANTINE = "quarantine"
-TABLES = (USER_RECS, ITEM_SIMILAR)
+TABLES = (USER_RECS, ITEM_SIMILAR, RUNS_TABLE)  # the partitions a publish switches; runs only with output.database
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"
 CURRENT = "current"

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -401,12 +402,14 @@ def _is_run_id(name: str) -> bool:
     return True
 
 
-def apply_retention(spark: SparkSession, root: str, retention_days: int, published_date: str) -> list[str]:
+def apply_retention(spark: SparkSession, root: str, retention_days: int, published_date: str,
+                    before_removing: Callable[[str], None] | None = None) -> list[str]:
     """Remove the dates older than both the newest published date minus `retention_days` (0 keeps
     all) and `published_date`, the date just published: a backfill never removes a newer date.
 
-    The table partitions go first, so readers never see a date whose run directory is half gone.
-    A date whose lock is held is left alone.
+    The table partitions go first, so readers never see a date whose run directory is half gone;
+    before them, `before_removing(date)` (the catalog's partitions of the date). A date whose lock
+    is held is left alone.
     """
     dates = published_dates(spark, root)
     if retention_days <= 0 or not dates:
@@ -420,6 +423,8 @@ def apply_retention(spark: SparkSession, root: str, retention_days: int, publish
         layout = DateLayout(root, name)
         if name >= oldest_kept or name >= published_date or fs.exists(spark, layout.lock):
             continue
+        if before_removing is not None:
+            before_removing(name)
         for table in TABLES:
             if _present(spark, layout.partition(table)):
                 _remove(spark, layout.partition(table))
