@@ -89,6 +89,16 @@ def test_rows_past_top_n_of_the_earlier_date_are_not_compared(spark):
     assert got["dropped_items"] == 1  # b; c and d were past the cut
 
 
+def test_ids_that_changed_type_between_dates_compare_as_text(spark):
+    old = spark.createDataFrame([("1", 1, "7", 1.0, "model"), ("u3", 1, "7", 1.0, "model")],
+                                "user_id string, rank int, item_id string, score float, source string")
+    new = spark.createDataFrame([(1, 1, 7, 1.0, "model"), (2, 1, 8, 1.0, "model")],
+                                "user_id bigint, rank int, item_id bigint, score float, source string")
+    got = user_recs_stability(new, old, top_n=1)  # user 1 kept item 7; u3 dropped, 2 new
+    assert (got["users_compared"], got["overlap"]["mean"]) == (1, 1.0)
+    assert (got["new_users"], got["dropped_users"], got["new_items"], got["dropped_items"]) == (1, 1, 1, 0)
+
+
 def test_random_lists_match_pandas(spark):
     rng = np.random.default_rng(16)
 

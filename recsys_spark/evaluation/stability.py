@@ -39,8 +39,9 @@ def list_stability(new: DataFrame, old: DataFrame, key: str, entry: str, top_n: 
     Returns {compared, overlap: {mean, p10, p50, p90}, churn, new_keys, dropped_keys, new_entries,
     dropped_entries}; overlap values and churn are None when no key is in both tables.
     """
-    new_top = new.filter(F.col(RANK) <= top_n).select(key, entry)
-    old_top = old.filter(F.col(RANK) <= top_n).select(key, entry)
+    # Ids compared as text: a date whose ids were integers and one whose ids are strings still compare.
+    new_top = new.filter(F.col(RANK) <= top_n).select(F.col(key).cast("string"), F.col(entry).cast("string"))
+    old_top = old.filter(F.col(RANK) <= top_n).select(F.col(key).cast("string"), F.col(entry).cast("string"))
     lengths = (new_top.groupBy(key).agg(F.count(F.lit(1)).alias("_new"))
                .join(old_top.groupBy(key).agg(F.count(F.lit(1)).alias("_old")), key, "full_outer"))
     common = new_top.join(old_top, [key, entry]).groupBy(key).agg(F.count(F.lit(1)).alias("_common"))
