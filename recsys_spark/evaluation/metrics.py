@@ -168,7 +168,7 @@ def popularity_ranks(interactions: DataFrame, item_col: str = ITEM_ID) -> DataFr
 
     An item's rank is the number of items with more interactions (from the small histogram of
     counts, collected) plus its place among the items with as many, by id: a window partitioned
-    by count, so the catalog is never gathered into one partition.
+    by count, so no partition holds more than the items tied on one count (the long tail's).
     """
     counts = interactions.groupBy(item_col).agg(F.count(F.lit(1)).alias("_n"))
     ahead, offsets = 0, []
