@@ -12,13 +12,15 @@ PARAMS = {"unobserved_weight": 0.5, "reg": 0.03, "reg_exponent": 1.0, "confidenc
 
 
 def _dense_row(item_factors, items, weights, params):
-    """argmin_x sum_i W_i (P_i - x.v_i)^2 + lambda |x|^2 over every item, W = w0 or 1 + alpha w."""
+    """argmin_x sum_i W_i (P_i - x.v_i)^2 + lambda |x|^2 over every item, W = w0 or 1 + alpha f(w),
+    f(w) = w (linear) or log(1 + w / epsilon) (log)."""
     n_items, rank = item_factors.shape
     w0 = params["unobserved_weight"]
     weight = np.full(n_items, w0)
     target = np.zeros(n_items)
     for item, w in zip(items, weights):
-        weight[item] = 1.0 + params["alpha"] * w
+        f = w if params["confidence"] == "linear" else np.log(1.0 + w / params["epsilon"])
+        weight[item] = 1.0 + params["alpha"] * f
         target[item] = 1.0
     lam = params["reg"] * (len(items) + w0 * n_items) ** params["reg_exponent"]
     v = item_factors.astype(np.float64)
@@ -86,6 +88,10 @@ def test_fold_in_of_a_trained_users_row_equals_the_exact_solve(spark):
     frame = generate_interactions(50, 30, 600, seed=5)
     prepared = prepared_from_pandas(spark, frame)
     model = wals.train(prepared, ModelConfig(kind="wals", rank=4, seed=1, wals=WalsConfig(iterations=2)), TrainConfig())
+    # The default confidence=auto is recorded resolved: a log transform with the training weights' median.
+    positive = frame.groupby(["user_id", "item_id"]).weight.sum()
+    assert model.metadata["foldin"]["confidence"] == "log"
+    assert model.metadata["foldin"]["epsilon"] == pytest.approx(float(np.median(positive[positive > 0])))
     item_factors = model.item_factor_matrix()
     item_index = {r["item_id"]: r["item_index"] for r in prepared.item_ids.collect()}
     user = frame[frame.user_id == frame.user_id.iloc[0]].groupby("item_id", as_index=False).weight.sum()

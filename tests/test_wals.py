@@ -85,6 +85,61 @@ def test_confidence_schemes_by_hand():
                                           item_idf=idf, mean_user_weight=mean_total), expected, rtol=1e-6)
 
 
+def test_auto_confidence_means_one_plus_alpha_and_is_linear_on_binary_data():
+    from recsys_spark.kernels.confidence import auto_confidence
+
+    users, items = np.arange(4), np.arange(4)
+    binary = auto_confidence(np.ones(4), mean_extra=2.0)
+    np.testing.assert_allclose(confidence(users, items, np.ones(4), binary["scheme"], alpha=binary["alpha"],
+                                          epsilon=binary["epsilon"]), [3.0] * 4, rtol=1e-6)
+    assert binary["profile"] == "constant"
+    ratings = np.array([1.0, 4.0, 4.0, 5.0])
+    chosen = auto_confidence(ratings, mean_extra=2.0)
+    assert chosen["epsilon"] == 4.0  # the median weight
+    f = np.log(1 + ratings / 4.0)
+    np.testing.assert_allclose(confidence(users, items, ratings, "log", alpha=chosen["alpha"], epsilon=4.0),
+                               1 + 2.0 * f / f.mean(), rtol=1e-6)
+    assert chosen["profile"] == "scale"
+
+
+@pytest.mark.parametrize("weights, profile", [
+    (np.ones(50), "constant"),
+    (np.random.default_rng(0).integers(1, 6, 500).astype(float), "scale"),
+    (np.random.default_rng(1).pareto(1.1, 5000) * 3 + 0.1, "heavy-tailed"),
+    (np.random.default_rng(2).uniform(0.5, 20.0, 500), "continuous"),
+])
+def test_weight_profiles_of_generated_data(weights, profile):
+    from recsys_spark.kernels.confidence import auto_confidence
+
+    chosen = auto_confidence(weights, mean_extra=2.0)
+    assert chosen["profile"] == profile
+    conf = confidence(np.arange(len(weights)), np.zeros(len(weights), int), weights, chosen["scheme"],
+                      alpha=chosen["alpha"], epsilon=chosen["epsilon"])
+    assert conf.mean() == pytest.approx(3.0, rel=1e-5)
+    # Monotone in the weight, and a heavy tail is compressed: the largest confidence is a small multiple of the mean.
+    order = np.argsort(weights, kind="stable")
+    assert (np.diff(conf[order]) >= -1e-6).all()
+    assert conf.max() < 30 * conf.mean()
+
+
+@pytest.mark.parametrize("weights", [
+    np.array([0.0, 0.0, 1.0]), np.array([1e-300, 1.0, 3.4e38]), np.array([0.0, 5e-324, 3.4e38]),
+    np.array([3.4e38, 3.4e38]), np.array([0.0, 0.0]),
+])
+def test_auto_confidence_is_finite_for_every_valid_weight(weights):
+    from recsys_spark.kernels.confidence import auto_confidence
+
+    chosen = auto_confidence(weights, mean_extra=2.0)
+    conf = confidence(np.arange(len(weights)), np.zeros(len(weights), int), weights, chosen["scheme"],
+                      alpha=chosen["alpha"], epsilon=chosen["epsilon"])
+    assert np.isfinite(conf).all() and (conf >= 1.0).all()
+
+
+def test_auto_must_be_resolved_before_computing_confidences():
+    with pytest.raises(ValueError, match="auto_confidence"):
+        confidence(np.arange(2), np.arange(2), np.ones(2), "auto", alpha=2.0)
+
+
 def _indexed(frame):
     users = np.unique(frame.user_id, return_inverse=True)[1]
     items = np.unique(frame.item_id, return_inverse=True)[1]
@@ -142,6 +197,7 @@ def test_train_builds_a_factor_model_with_history(spark):
     assert all(h["seconds"] >= 0 and np.isfinite(h["loss"]) for h in model.metadata["history"])
     assert model.metadata["params"]["confidence"] == "bm25"
     assert len(model.metadata["foldin"]["bm25_idf"]) == prepared.n_items
+    assert "weights" not in model.metadata["foldin"]  # only auto records the weights' profile
     assert model.user_factors.count() == prepared.n_users
     assert model.item_factor_matrix().shape == (prepared.n_items, 5)
 

@@ -33,9 +33,9 @@ class WalsConfig:
     reg: float = 0.02  # row lambda = reg * (row count + unobserved_weight * other side) ** reg_exponent
     reg_exponent: float = 1.0  # 1: scaled as in "Revisiting iALS" (Rendle et al.); 0: constant reg
     unobserved_weight: float = 1.0  # weight of every unobserved (user, item) entry
-    confidence: str = "linear"  # linear | log | bm25: observed confidence 1 + alpha * f(weight)
-    alpha: float = 2.0
-    epsilon: float = 1.0  # log scaling: 1 + alpha * log(1 + w / epsilon)
+    confidence: str = "auto"  # auto | linear | log | bm25: observed confidence 1 + alpha * f(weight)
+    alpha: float = 2.0  # auto: the mean of alpha * f(weight), so binary data gets 1 + alpha
+    epsilon: float = 1.0  # log scaling: 1 + alpha * log(1 + w / epsilon); auto uses the median weight
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     cg_steps: int = 3  # conjugate-gradient iterations per half-step (warm-started)

@@ -2,6 +2,10 @@
 
 Observed entries get a confidence c = 1 + alpha * f(w); unobserved entries get the weight w0
 (model.wals.unobserved_weight). Row regularisation grows with the row's evidence.
+
+`auto` is resolved once per training run by `auto_confidence` into a log transform whose
+parameters come from the training weights; the resolved scheme is what models record and what
+fold-in applies, so new users are weighted exactly as the training data was.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import numpy as np
 
 from recsys_spark.errors import ConfidenceError
 
-CONFIDENCE_SCHEMES = ("linear", "log", "bm25")
+CONFIDENCE_SCHEMES = ("auto", "linear", "log", "bm25")
 
 
 def bm25_statistics(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n_users: int,
@@ -25,6 +29,47 @@ def bm25_statistics(users: np.ndarray, items: np.ndarray, weights: np.ndarray, n
     return idf, float(user_total.mean()) if n_users else 1.0
 
 
+def log_scaled(weights: np.ndarray, epsilon: float) -> np.ndarray:
+    """log(1 + w / epsilon), finite for every finite w >= 0 and epsilon > 0 (w / epsilon may not be)."""
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(0.0, np.log(np.maximum(weights, 0.0)) - np.log(epsilon))
+
+
+def weight_profile(weights: np.ndarray) -> str:
+    """A name for the shape of the weights, for logs and the manifest (auto treats them all alike):
+    constant (every weight equal, i.e. binary), scale (at most 10 distinct values within a factor
+    10, e.g. ratings), heavy-tailed (largest over 100 x the median, e.g. counts, durations) or
+    continuous."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or w.min() == w.max():
+        return "constant"
+    positive = w[w > 0]
+    median = float(np.median(positive)) if positive.size else 0.0
+    if np.unique(w).size <= 10 and w.min() > 0 and w.max() <= 10 * w.min():
+        return "scale"
+    if median > 0 and w.max() > 100 * median:
+        return "heavy-tailed"
+    return "continuous"
+
+
+def auto_confidence(weights: np.ndarray, mean_extra: float) -> dict:
+    """The log transform `auto` stands for, fitted to these training weights.
+
+    f(w) = log(1 + w / m) with m the median positive weight, so a typical interaction has f = log 2
+    whatever the unit (stars, plays, seconds) and a heavy tail is compressed; alpha is set so the
+    mean of alpha * f(w) over the interactions is `mean_extra` (model.wals.alpha), so confidences
+    average 1 + mean_extra on every data set. With every weight equal this is exactly linear
+    confidence 1 + mean_extra: binary data is weighted as before. Returns the confidence() keyword
+    arguments (scheme, alpha, epsilon) plus the weights' profile.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    positive = w[w > 0]
+    epsilon = float(np.median(positive)) if positive.size else 1.0
+    mean_f = float(log_scaled(w, epsilon).mean()) if w.size else 0.0
+    alpha = mean_extra / mean_f if mean_f > 0 else 0.0
+    return {"scheme": "log", "alpha": alpha, "epsilon": epsilon, "profile": weight_profile(w)}
+
+
 def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str, *, alpha: float,
                epsilon: float | None = None, bm25_k1: float | None = None, bm25_b: float | None = None,
                item_idf: np.ndarray | None = None, mean_user_weight: float = 1.0) -> np.ndarray:
@@ -33,17 +78,19 @@ def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme
     No defaults here: the values come from model.wals (config/model.py) or a model's fold-in
     parameters. log needs `epsilon`, bm25 needs `bm25_k1`, `bm25_b` and `item_idf`.
 
-    linear: f = w. log: f = log(1 + w / epsilon). bm25: f = w (k1 + 1) / (k1 L_u + w) idf_i with
+    linear: f = w. log: f = log(1 + w / epsilon). auto must be resolved first (auto_confidence). bm25: f = w (k1 + 1) / (k1 L_u + w) idf_i with
     L_u = 1 - b + b * (user total weight / mean_user_weight); needs `item_idf` (bm25_statistics).
     `users` only matter for bm25 (they group the user totals); any dense user numbering works.
     """
     w = weights.astype(np.float64)
+    if scheme == "auto":
+        raise ValueError("auto confidence is resolved by auto_confidence() before training; pass its scheme")
     if scheme == "linear":
         f = w
     elif scheme == "log":
         if epsilon is None:
             raise ValueError("log confidence needs epsilon")
-        f = np.log1p(w / epsilon)
+        f = log_scaled(w, epsilon)
     elif scheme == "bm25":
         if item_idf is None or bm25_k1 is None or bm25_b is None:
             raise ValueError("bm25 confidence needs bm25_k1, bm25_b and item_idf (bm25_statistics)")

@@ -2,7 +2,8 @@
 
 The interactions are collected to the driver (a deliberate, budgeted step: see
 models/driver_data.py); the numerical work is recsys_spark/kernels/wals_tf.py. Weighting:
-observed entries get confidence 1 + alpha * f(weight) (linear, log or BM25), every unobserved
+observed entries get confidence 1 + alpha * f(weight) (auto, linear, log or BM25; auto is a log
+transform fitted to the training weights, kernels/confidence.auto_confidence), every unobserved
 entry gets model.wals.unobserved_weight, and rows are regularised by
 reg * (count + unobserved_weight * catalog) ** reg_exponent.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
 from recsys_spark.data.prepare import PreparedData
-from recsys_spark.kernels.confidence import bm25_statistics, confidence
+from recsys_spark.kernels.confidence import auto_confidence, bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 
@@ -43,8 +44,8 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
     from recsys_spark.kernels import wals_tf  # TensorFlow loads only when this trainer runs
 
     foldin = foldin_parameters(data, cfg)
-    conf = confidence(data.users, data.items, data.weights, cfg.confidence, alpha=cfg.alpha, epsilon=cfg.epsilon,
-                      bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, item_idf=_idf(foldin),
+    conf = confidence(data.users, data.items, data.weights, foldin["confidence"], alpha=foldin["alpha"],
+                      epsilon=foldin["epsilon"], bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, item_idf=_idf(foldin),
                       mean_user_weight=foldin.get("bm25_mean_user_weight", 1.0))
 
     def progress(entry):
@@ -59,7 +60,11 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
 
 
 def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
-    """What fold-in needs to solve a new user's row exactly as training did (JSON-ready)."""
+    """What fold-in needs to solve a new user's row exactly as training did (JSON-ready).
+
+    confidence=auto is resolved here, once, from the training weights: the parameters hold the
+    log transform it chose (with `weights` naming the weights' profile), never "auto".
+    """
     params = {
         "unobserved_weight": cfg.unobserved_weight,
         "reg": cfg.reg,
@@ -70,6 +75,12 @@ def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
         "bm25_k1": cfg.bm25_k1,
         "bm25_b": cfg.bm25_b,
     }
+    if cfg.confidence == "auto":
+        chosen = auto_confidence(data.weights, cfg.alpha)
+        params.update(confidence=chosen["scheme"], alpha=chosen["alpha"], epsilon=chosen["epsilon"],
+                      weights=chosen["profile"])
+        log.info("wals: %s weights, confidence 1 + %.4g * log(1 + weight / %.4g) (mean %.3g)", chosen["profile"],
+                 chosen["alpha"], chosen["epsilon"], 1 + cfg.alpha)
     if cfg.confidence == "bm25":
         idf, mean_user_weight = bm25_statistics(data.users, data.items, data.weights, data.n_users, data.n_items)
         params["bm25_idf"] = [round(float(v), 6) for v in idf]
