@@ -320,3 +320,17 @@ def test_read_movielens_item_genres(spark, tmp_path):
     rows = {r.item_id: r.features for r in read_item_features(spark, str(path)).collect()}
     assert rows[1] == [0.0, 0.0, 0.0, 1.0, 1.0] + [0.0] * 14
     assert rows[2] == [1.0] + [0.0] * 18
+
+
+def test_als_auto_ratings_equal_the_numpy_relative_log_weights(spark):
+    from recsys_spark.kernels.confidence import relative_log_weights
+    from recsys_spark.models.spark_als import relative_log_ratings
+
+    weights = np.array([0.0, 0.5, 3.0, 7.0, 120.0, 11754.0, 2.0, 2.5])  # 7 positive: their median is 3.0
+    frame = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(len(weights), dtype=np.int32),
+                                                "item_index": np.zeros(len(weights), np.int32), "weight": weights}))
+    got, fitted = relative_log_ratings(frame)
+    expected, numpy_fitted = relative_log_weights(weights)
+    assert fitted["epsilon"] == numpy_fitted["epsilon"] == 3.0
+    np.testing.assert_allclose(got.orderBy("user_index").toPandas()["weight"], expected, rtol=1e-9)
+    assert expected.mean() == pytest.approx(1.0)

@@ -13,6 +13,7 @@ from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 class AlsConfig:
     """Spark ML ALS (distributed)."""
     implicit: bool = True
+    confidence: str = "auto"  # implicit: auto (rating column = log(1 + w / median w), mean 1) | linear (raw weights)
     max_iter: int = 15
     reg_param: float = 0.05
     alpha: float = 10.0
@@ -21,6 +22,7 @@ class AlsConfig:
     num_blocks: Optional[int] = None  # user and item blocks; None: Spark's default parallelism
 
     def __post_init__(self):
+        _check_choice("model.als.confidence", self.confidence, ("auto", "linear"))
         _check_min("model.als.max_iter", self.max_iter, 1)
         _check_min("model.als.reg_param", self.reg_param, 0.0)
         _check_min("model.als.alpha", self.alpha, 0.0)
@@ -104,7 +106,7 @@ class AutoencoderConfig:
     dropout: float = 0.75  # input dropout probability p
     reg: float = 3.0  # L2 on the item-item map, in units of the mean item's squared weight sum
     item_bias: bool = False  # learned item bias (a constant-1 user column); off: it hurt top-N on MovieLens
-    binary: bool = True  # every interaction counts 1; false: rows carry the prepared weights
+    binary: bool = True  # every interaction counts 1; false: rows carry log(1 + weight / median weight), mean 1
     validation_fraction: float = 0.0  # > 0: early stopping on that share of the interactions
     patience: int = 5
 

@@ -52,6 +52,18 @@ def weight_profile(weights: np.ndarray) -> str:
     return "continuous"
 
 
+def relative_log_weights(weights: np.ndarray) -> tuple[np.ndarray, dict]:
+    """log(1 + w / median positive w), divided by its mean: unit-free weights averaging 1 (every
+    weight equal gives all ones). Returns them and the {"epsilon", "scale"} that produced them."""
+    w = np.asarray(weights, dtype=np.float64)
+    positive = w[w > 0]
+    epsilon = float(np.median(positive)) if positive.size else 1.0
+    f = log_scaled(w, epsilon)
+    mean_f = float(f.mean()) if w.size else 0.0
+    scale = 1.0 / mean_f if mean_f > 0 else 0.0
+    return f * scale, {"epsilon": epsilon, "scale": scale}
+
+
 def auto_confidence(weights: np.ndarray, mean_extra: float) -> dict:
     """The log transform `auto` stands for, fitted to these training weights.
 
@@ -62,12 +74,9 @@ def auto_confidence(weights: np.ndarray, mean_extra: float) -> dict:
     confidence 1 + mean_extra: binary data is weighted as before. Returns the confidence() keyword
     arguments (scheme, alpha, epsilon) plus the weights' profile.
     """
-    w = np.asarray(weights, dtype=np.float64)
-    positive = w[w > 0]
-    epsilon = float(np.median(positive)) if positive.size else 1.0
-    mean_f = float(log_scaled(w, epsilon).mean()) if w.size else 0.0
-    alpha = mean_extra / mean_f if mean_f > 0 else 0.0
-    return {"scheme": "log", "alpha": alpha, "epsilon": epsilon, "profile": weight_profile(w)}
+    _, fitted = relative_log_weights(weights)
+    return {"scheme": "log", "alpha": mean_extra * fitted["scale"], "epsilon": fitted["epsilon"],
+            "profile": weight_profile(weights)}
 
 
 def confidence(users: np.ndarray, items: np.ndarray, weights: np.ndarray, scheme: str, *, alpha: float,

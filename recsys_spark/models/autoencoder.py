@@ -23,6 +23,7 @@ import numpy as np
 
 from recsys_spark.config import AutoencoderConfig, ModelConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
+from recsys_spark.kernels.confidence import relative_log_weights
 from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
@@ -69,6 +70,9 @@ def fit_autoencoder(data: Interactions, rank: int, cfg: AutoencoderConfig, seed:
     set_seed(seed)
     if cfg.binary:
         data = Interactions(data.users, data.items, np.ones_like(data.weights), data.n_users, data.n_items)
+    else:  # unit-free, so counts or seconds weigh like ratings: log(1 + w / median), mean 1
+        data = Interactions(data.users, data.items, relative_log_weights(data.weights)[0].astype(np.float32),
+                            data.n_users, data.n_items)
     train_data, held_out = split_validation(data, cfg.validation_fraction, seed)
     train_rows = Csr.from_interactions(train_data)
     rng = np.random.default_rng(seed)
