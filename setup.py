@@ -15,6 +15,9 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.8",
     ],
-    extras_require={"test": ["pytest>=8", "duckdb>=1.1"]},  # duckdb: a real SQL client reads the published tables
+    extras_require={
+        "test": ["pytest>=8", "duckdb>=1.1"],  # duckdb: a real SQL client reads the published tables
+        "bench": ["implicit>=0.7", "threadpoolctl>=3"],  # the reference ALS of scripts/bench_models.py and bench_training.py
+    },
     entry_points={"console_scripts": ["recsys-spark=recsys_spark.app.cli:main"]},
 )
