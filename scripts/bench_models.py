@@ -267,15 +267,17 @@ def implicit_reference(train, test) -> dict:
         users, items, u, i = _indexed(data)
         values = np.ones(len(data)) if weighting == "binary" else np.log1p(data.weight.to_numpy(float))
         matrix = csr_matrix((values.astype(np.float32), (u, i)), shape=(len(users), len(items)))
-        model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=15,
-                                        use_cg=True, random_state=42, num_threads=os.cpu_count() or 1)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):  # as implicit asks; checked when the model is built
+            model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=15,
+                                            use_cg=True, random_state=42, num_threads=os.cpu_count() or 1)
             model.fit(matrix, show_progress=False)
         ids, _ = model.recommend(np.arange(len(users)), matrix, N=K, filter_already_liked_items=True)
         return {users[r]: list(items[ids[r][ids[r] >= 0]]) for r in range(len(users))}
 
-    grid = list(itertools.product([64, 128], [0.01, 0.1, 1.0], [1.0, 5.0, 20.0], ["binary", "log"]))
-    params = _tuned(train, grid, recommend)
+    # Coordinate search: regularisation x alpha x weighting at 64 factors, then the factor count at the best.
+    coarse = _tuned(train, list(itertools.product([64], [0.1, 1.0, 5.0, 20.0], [0.3, 1.0, 3.0, 10.0],
+                                                  ["binary", "log"])), recommend)
+    params = _tuned(train, [(factors, *coarse[1:]) for factors in (32, 64, 128)], recommend)
     return row("ref: implicit ALS", recommend(train, params), train, test, time.time() - started,
                tuned="factors={}, regularization={}, alpha={}, weights={}".format(*params))
 
