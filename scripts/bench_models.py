@@ -275,7 +275,7 @@ def implicit_reference(train, test) -> dict:
         return {users[r]: list(items[ids[r][ids[r] >= 0]]) for r in range(len(users))}
 
     # Coordinate search: regularisation x alpha x weighting at 64 factors, then the factor count at the best.
-    coarse = _tuned(train, list(itertools.product([64], [0.1, 1.0, 5.0, 20.0], [0.3, 1.0, 3.0, 10.0],
+    coarse = _tuned(train, list(itertools.product([64], [0.1, 1.0, 5.0, 20.0, 80.0], [0.3, 1.0, 3.0, 10.0],
                                                   ["binary", "log"])), recommend)
     params = _tuned(train, [(factors, *coarse[1:]) for factors in (32, 64, 128)], recommend)
     return row("ref: implicit ALS", recommend(train, params), train, test, time.time() - started,
