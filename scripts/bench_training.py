@@ -77,7 +77,7 @@ def time_wals(users, items, weights, n_users, n_items, rank, iterations):
     from recsys_spark.kernels import wals_tf
     from recsys_spark.kernels.confidence import confidence
 
-    cfg = WalsConfig()
+    cfg = WalsConfig(confidence="linear", unobserved_weight=1.0)  # the confidences implicit is given: 1 + 2w
     conf = confidence(users, items, weights, cfg.confidence, alpha=cfg.alpha, epsilon=cfg.epsilon)
     _, _, history = wals_tf.fit(users, items, conf, n_users, n_items, rank, iterations, cfg.reg,
                                 cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed=42)

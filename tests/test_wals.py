@@ -248,3 +248,27 @@ def test_fit_with_a_single_user_or_item_matches_dense_solves(n_users, n_items):
         y = _exact_rows(x, weights.T, target.T, np.full(n_items, reg))
     np.testing.assert_allclose(got_x, x, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(got_y, y, rtol=1e-3, atol=1e-4)
+
+
+def test_auto_unobserved_weight_follows_the_density():
+    from recsys_spark.kernels.confidence import auto_unobserved_weight
+
+    assert auto_unobserved_weight(10_000, 100, 100) == 1.0  # every entry observed: capped at 1
+    assert auto_unobserved_weight(80_000, 1000, 1600) == pytest.approx(min(1.0, 4 * np.sqrt(0.05)))
+    assert auto_unobserved_weight(59_000, 9400, 3400) == pytest.approx(4 * np.sqrt(59_000 / (9400 * 3400)))
+
+
+def test_train_records_the_resolved_unobserved_weight(spark):
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+    from recsys_spark.models import wals
+    from tests.prepared_frames import prepared_from_pandas
+
+    prepared = prepared_from_pandas(spark, generate_interactions(300, 200, 600, seed=3))
+    model = wals.train(prepared, ModelConfig(kind="wals", rank=3, wals=WalsConfig(iterations=1)), TrainConfig())
+    n = prepared.interactions.count()
+    expected = min(1.0, 4 * np.sqrt(n / (prepared.n_users * prepared.n_items)))
+    assert model.metadata["foldin"]["unobserved_weight"] == pytest.approx(expected)
+    assert expected < 1.0
+    fixed = wals.train(prepared, ModelConfig(kind="wals", rank=3, wals=WalsConfig(iterations=1, unobserved_weight=0.7)),
+                       TrainConfig())
+    assert fixed.metadata["foldin"]["unobserved_weight"] == 0.7

@@ -34,7 +34,7 @@ class WalsConfig:
     iterations: int = 15
     reg: float = 0.02  # row lambda = reg * (row count + unobserved_weight * other side) ** reg_exponent
     reg_exponent: float = 1.0  # 1: scaled as in "Revisiting iALS" (Rendle et al.); 0: constant reg
-    unobserved_weight: float = 1.0  # weight of every unobserved (user, item) entry
+    unobserved_weight: Optional[float] = None  # weight of every unobserved entry; null: min(1, 4 sqrt(density))
     confidence: str = "auto"  # auto | linear | log | bm25: observed confidence 1 + alpha * f(weight)
     alpha: float = 2.0  # auto: the mean of alpha * f(weight), so binary data gets 1 + alpha
     epsilon: float = 1.0  # log scaling: 1 + alpha * log(1 + w / epsilon); auto uses the median weight
@@ -49,7 +49,8 @@ class WalsConfig:
         _check_min("model.wals.cg_steps", self.cg_steps, 1)
         _check_min("model.wals.reg", self.reg, 0.0)
         _check_min("model.wals.reg_exponent", self.reg_exponent, 0.0)
-        _check_min("model.wals.unobserved_weight", self.unobserved_weight, 0.0, strict=True)
+        if self.unobserved_weight is not None:
+            _check_min("model.wals.unobserved_weight", self.unobserved_weight, 0.0, strict=True)
         _check_min("model.wals.alpha", self.alpha, 0.0)
         _check_min("model.wals.epsilon", self.epsilon, 0.0, strict=True)
         _check_min("model.wals.init_stddev", self.init_stddev, 0.0, strict=True)

@@ -4,7 +4,7 @@ The interactions are collected to the driver (a deliberate, budgeted step: see
 models/driver_data.py); the numerical work is recsys_spark/kernels/wals_tf.py. Weighting:
 observed entries get confidence 1 + alpha * f(weight) (auto, linear, log or BM25; auto is a log
 transform fitted to the training weights, kernels/confidence.auto_confidence), every unobserved
-entry gets model.wals.unobserved_weight, and rows are regularised by
+entry gets model.wals.unobserved_weight (by default fitted to the density), and rows are regularised by
 reg * (count + unobserved_weight * catalog) ** reg_exponent.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
 from recsys_spark.data.prepare import PreparedData
-from recsys_spark.kernels.confidence import auto_confidence, bm25_statistics, confidence
+from recsys_spark.kernels.confidence import auto_confidence, auto_unobserved_weight, bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 
@@ -54,7 +54,7 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
 
     user_factors, item_factors, history = wals_tf.fit(
         data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
-        cfg.unobserved_weight, cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress)
+        foldin["unobserved_weight"], cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress)
     metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin)
     return user_factors, item_factors, metadata
 
@@ -63,10 +63,16 @@ def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
     """What fold-in needs to solve a new user's row exactly as training did (JSON-ready).
 
     confidence=auto is resolved here, once, from the training weights: the parameters hold the
-    log transform it chose (with `weights` naming the weights' profile), never "auto".
+    log transform it chose (with `weights` naming the weights' profile), never "auto"; an unset
+    unobserved_weight is resolved from the data's density the same way.
     """
+    w0 = cfg.unobserved_weight
+    if w0 is None:
+        w0 = auto_unobserved_weight(len(data.users), data.n_users, data.n_items)
+        log.info("wals: unobserved weight %.4g for density %.3g%%", w0,
+                 100.0 * len(data.users) / max(data.n_users * data.n_items, 1))
     params = {
-        "unobserved_weight": cfg.unobserved_weight,
+        "unobserved_weight": w0,
         "reg": cfg.reg,
         "reg_exponent": cfg.reg_exponent,
         "confidence": cfg.confidence,
