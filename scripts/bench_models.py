@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("popularity", "als", "wals", "mf", "two_tower", "autoencoder", "content")
+MODELS = ("popularity", "als", "wals", "mf", "two_tower", "autoencoder", "ease", "content")
 METRICS = ("precision", "recall", "ndcg", "map")
 NOTES = "\n## Notes"  # the page's hand-written section from this heading on survives --write
 

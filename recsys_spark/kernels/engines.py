@@ -50,6 +50,7 @@ class Float32Engine:
     name = "float32"
     masked = -np.inf
     dtype = np.float32
+    keys_are_scores = False  # the GEMM's rounding: candidates are rescored exactly
 
     def __init__(self, items: np.ndarray, width: int):
         self.items, self.width = items, width
@@ -95,6 +96,7 @@ class BFloat16Engine:
     name = "bfloat16"
     masked = np.int16(-32768)
     dtype = np.int16
+    keys_are_scores = False
 
     def __init__(self, items: np.ndarray, width: int):
         tf = import_tensorflow()  # only where this engine is chosen: workers without it never import TF
@@ -173,3 +175,55 @@ def exact_scores(users: np.ndarray, items: np.ndarray, rows: np.ndarray, cols: n
         return np.empty(0, dtype=np.float32)
     return np.einsum("ij,ij->i", users[rows], items[cols], dtype=np.float64).astype(np.float32)
 
+
+
+class HistoryEngine:
+    """Item-item scores of sparse history rows: a user's score of item j is sum_i x_ui C[i, j].
+
+    `columns` (n_history_items, M) float32 holds the candidate items' columns (e.g. EASE's B),
+    ordered as the kernel visits them; users are kernels/sparse_rows.SparseRows over its rows.
+    A block's keys gather the rows of the user's items and sum them in float64, so they are the
+    scores themselves (the float32 rounding of the float64 sum): nothing needs rescoring, and
+    memory per call stays within about `chunk` history entries x width.
+    """
+
+    name = "history"
+    masked = -np.inf
+    dtype = np.float32
+    keys_are_scores = True
+
+    def __init__(self, columns: np.ndarray, width: int, chunk: int = 1024):
+        self.columns, self.width, self.chunk = columns, width, chunk
+        self.rank = columns.shape[0]
+
+    def prepare_users(self, users):
+        return users
+
+    def block(self, users, start: int, out: np.ndarray) -> np.ndarray:
+        """Keys (B, width) of items start..start+width; columns past the catalog are masked."""
+        stop = min(start + self.width, self.columns.shape[1])
+        view = self.columns[:, start:stop]
+        lengths = users.lengths
+        # Rows in chunks of about `chunk` history entries (at least one row each).
+        starts_at = np.searchsorted(users.indptr, np.arange(0, users.indptr[-1], self.chunk), "right") - 1
+        cuts = np.unique(np.r_[0, starts_at, len(users)])
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            a, b = users.indptr[lo], users.indptr[hi]
+            gathered = view.take(users.indices[a:b], axis=0)
+            if users.values is not None:
+                gathered *= users.values[a:b, None]
+            full = lengths[lo:hi] > 0
+            target = out[lo:hi, :stop - start]
+            target[~full] = 0.0
+            if full.any():
+                starts = users.indptr[lo:hi][full] - a
+                target[full] = np.add.reduceat(gathered, starts, axis=0, dtype=np.float64)
+        out[:, stop - start:] = self.masked
+        return out
+
+    def margin(self, user_norms: np.ndarray, block_norm: float) -> np.ndarray:
+        return np.zeros(np.shape(user_norms)) + _ABSOLUTE  # keys are the scores
+
+    value = staticmethod(Float32Engine.value)
+    threshold_key = staticmethod(Float32Engine.threshold_key)
+    usable = staticmethod(Float32Engine.usable)
