@@ -117,6 +117,8 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
     ])
     arrow_schema = to_arrow_schema(schema)
     top, batch_users, block_items, precision = cfg.top_n, cfg.batch_users, cfg.block_items, cfg.precision
+    if model.item_item:
+        precision = "float32"  # its engine sums rows exactly: no bfloat16 GEMM, no TensorFlow in the workers
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         catalog = broadcast.value
