@@ -191,7 +191,8 @@ def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
     never = np.iinfo(np.int16).max if engine.dtype == np.int16 else np.inf
     # Where scores crowd within the margin of the bound (e.g. cosines of similar items), rescoring
     # would cost more than a float32 GEMM: the exact engine redoes the block for those users.
-    limit = None if engine is items.exact_engine else DENSE_GROUPS
+    # Item-item keys are the scores: crowded users merge the whole block's keys instead.
+    limit = DENSE_GROUPS if engine.keys_are_scores or engine is not items.exact_engine else None
     upper = None
     short = np.flatnonzero(best_score[rows, -1] == -np.inf)
     if short.size:
@@ -242,6 +243,9 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
         if over.any():
             crowded = some[over]
             local, groups = local[~over[local]], groups[~over[local]]
+            if engine.keys_are_scores:
+                _merge_rows(keys, crowded, key, upper, rows_of, items, start, best_idx, best_score)
+                crowded = np.empty(0, dtype=np.int64)
     rows = some[local]
     cols = groups[:, None] + np.arange(GROUP) * stride  # (groups, GROUP) block columns
     values = keys.ravel().take(rows[:, None] * width + cols)
@@ -274,6 +278,24 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
     best_idx[users_hit] = merged_idx
     best_score[users_hit] = merged_score
     return crowded
+
+
+def _merge_rows(keys, local, key, upper, rows_of, items, start, best_idx, best_score) -> None:
+    """Merge whole key rows (keys that are the scores) of the users `rows_of[local]` into their top n,
+    taking the same keys as the candidate path: key <= keys < upper."""
+    block = keys[local]
+    hit = block >= key[local][:, None]
+    if upper is not None:
+        hit &= block < upper[local][:, None]
+    cols = start + np.arange(keys.shape[1])
+    idx = np.where(cols < len(items.order), items.order[np.minimum(cols, len(items.order) - 1)], MISSING)
+    user = rows_of[local]
+    merged_idx, merged_score = select_top(
+        np.concatenate([best_idx[user], np.broadcast_to(idx.astype(np.int32), block.shape)], axis=1),
+        np.concatenate([best_score[user], np.where(hit, block, -np.inf).astype(np.float32)], axis=1),
+        best_idx.shape[1])
+    best_idx[user] = merged_idx
+    best_score[user] = merged_score
 
 
 def order_key(idx: np.ndarray, score: np.ndarray) -> np.ndarray:
