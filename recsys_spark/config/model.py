@@ -121,7 +121,7 @@ class AutoencoderConfig:
 @dataclass
 class EaseConfig:
     """EASE (Steck 2019): the closed-form item-item model B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1."""
-    reg: float = 6.0  # lambda = reg x the mean diagonal of X^T X (interactions per item): carries over between data sets
+    reg: float = 6.0  # lambda = reg x mean interactions per item (X^T X's mean diagonal): carries over between data sets
 
     def __post_init__(self):
         _check_min("model.ease.reg", self.reg, 0.0, strict=True)
