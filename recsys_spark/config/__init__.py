@@ -22,6 +22,7 @@ from recsys_spark.config.model import (  # noqa: F401
     AlsConfig,
     AutoencoderConfig,
     ContentConfig,
+    EaseConfig,
     MfConfig,
     ModelConfig,
     TrainConfig,

@@ -121,6 +121,15 @@ class AutoencoderConfig:
         _check_fraction("model.autoencoder.validation_fraction", self.validation_fraction)
 
 
+@dataclass
+class EaseConfig:
+    """EASE (Steck 2019): the closed-form item-item model B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1."""
+    reg: float = 6.0  # lambda = reg x mean interactions per item (X^T X's mean diagonal): carries over between data sets
+
+    def __post_init__(self):
+        _check_min("model.ease.reg", self.reg, 0.0, strict=True)
+
+
 FEATURE_FORMATS = ("auto", "csv", "parquet", "movielens")
 
 
@@ -151,6 +160,7 @@ class ModelConfig:
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
+    ease: EaseConfig = field(default_factory=EaseConfig)
 
     def __post_init__(self):
         _check_choice("model.kind", self.kind, MODEL_KINDS)
@@ -162,4 +172,4 @@ class ModelConfig:
         return kind == "content" or (kind == "two_tower" and self.two_tower.item_features)
 
 
-MODEL_KINDS = ("als", "wals", "mf", "two_tower", "autoencoder", "content", "popularity")
+MODEL_KINDS = ("als", "wals", "mf", "two_tower", "autoencoder", "content", "ease", "popularity")

@@ -50,6 +50,7 @@ class Float32Engine:
     name = "float32"
     masked = -np.inf
     dtype = np.float32
+    keys_are_scores = False  # the GEMM's rounding: candidates are rescored exactly
 
     def __init__(self, items: np.ndarray, width: int):
         self.items, self.width = items, width
@@ -95,6 +96,7 @@ class BFloat16Engine:
     name = "bfloat16"
     masked = np.int16(-32768)
     dtype = np.int16
+    keys_are_scores = False
 
     def __init__(self, items: np.ndarray, width: int):
         tf = import_tensorflow()  # only where this engine is chosen: workers without it never import TF
@@ -173,3 +175,50 @@ def exact_scores(users: np.ndarray, items: np.ndarray, rows: np.ndarray, cols: n
         return np.empty(0, dtype=np.float32)
     return np.einsum("ij,ij->i", users[rows], items[cols], dtype=np.float64).astype(np.float32)
 
+
+
+class HistoryEngine:
+    """Item-item scores of sparse history rows: a user's score of item j is sum_i x_ui C[i, j].
+
+    `columns` (n_history_items, M) float32 holds the candidate items' columns (e.g. EASE's B),
+    ordered as the kernel visits them; users are kernels/sparse_rows.SparseRows over its rows.
+    A block's keys gather the rows of the user's items and sum them in float64, so they are the
+    scores themselves (the float32 rounding of the float64 sum): nothing needs rescoring, and
+    memory per call stays within `chunk` history rows x width beyond the output.
+    """
+
+    name = "history"
+    masked = -np.inf
+    dtype = np.float32
+    keys_are_scores = True
+
+    def __init__(self, columns: np.ndarray, width: int, chunk: int = 1024):
+        self.columns, self.width, self.chunk = columns, width, chunk
+        self.rank = columns.shape[0]
+
+    def prepare_users(self, users):
+        return users
+
+    def block(self, users, start: int, out: np.ndarray) -> np.ndarray:
+        """Keys (B, width) of items start..start+width; columns past the catalog are masked."""
+        stop = min(start + self.width, self.columns.shape[1])
+        view = self.columns[:, start:stop]
+        total = np.empty(stop - start, dtype=np.float64)
+        for row in range(len(users)):  # one float64 sum of contiguous rows per user (faster than reduceat)
+            total[:] = 0.0
+            for lo in range(users.indptr[row], users.indptr[row + 1], self.chunk):
+                hi = min(lo + self.chunk, users.indptr[row + 1])
+                rows = view.take(users.indices[lo:hi], axis=0)
+                if users.values is not None:
+                    rows = rows * users.values[lo:hi, None].astype(np.float64)
+                total += rows.sum(axis=0, dtype=np.float64)
+            out[row, :stop - start] = total
+        out[:, stop - start:] = self.masked
+        return out
+
+    def margin(self, user_norms: np.ndarray, block_norm: float) -> np.ndarray:
+        return np.zeros(np.shape(user_norms)) + _ABSOLUTE  # keys are the scores
+
+    value = staticmethod(Float32Engine.value)
+    threshold_key = staticmethod(Float32Engine.threshold_key)
+    usable = staticmethod(Float32Engine.usable)

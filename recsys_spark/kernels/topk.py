@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_spark.errors import ModelError
-from recsys_spark.kernels.engines import Float32Engine, exact_scores, make_engine, resolve_precision
+from recsys_spark.kernels.engines import Float32Engine, HistoryEngine, exact_scores, make_engine, resolve_precision
+from recsys_spark.kernels.sparse_rows import SparseRows
 
 MISSING = -1
 GROUP = 16  # columns per group: the reduction is one pass, the candidate gather GROUP x wider
@@ -35,44 +36,69 @@ DENSE_GROUPS = 48  # more candidate groups than this in a block: a float32 GEMM 
 @dataclass
 class PreparedItems:
     """Item factors ordered by decreasing norm, in blocks, with the engine that scores them."""
-    items: np.ndarray  # (M, k) float32, by decreasing norm
+    items: np.ndarray  # (M, k) float32, by decreasing norm (item-item: a view of the engine's columns)
     order: np.ndarray  # (M,) int32: original row of each ordered row
     position: np.ndarray  # (M,) int64: ordered row of each original row
     norms: np.ndarray  # (M,) float64 norm of each ordered row
     block_norms: np.ndarray  # (blocks,) float64: largest norm in each block
     width: int
     engine: object
-    exact_engine: Float32Engine  # for users the engine cannot bound (bfloat16 with non-positive scores)
+    exact_engine: Float32Engine | HistoryEngine  # for users the engine cannot bound (bfloat16, non-positive scores)
 
 
 def prepare_items(item_factors: np.ndarray, block_items: int = 4096, precision: str = "float32") -> PreparedItems:
     """Order, block and load the items once, for many top_n calls (e.g. once per Spark worker)."""
     item_factors = np.asarray(item_factors, dtype=np.float32)
-    if not np.isfinite(item_factors).all():
-        raise ModelError("factors contain NaN or infinity; retrain the model or fix its factor tables")
+    _require_finite(item_factors)
     norms = np.linalg.norm(item_factors.astype(np.float64), axis=1)
-    order = np.argsort(-norms, kind="stable").astype(np.int32)
+    order, position, width, block_norms = _layout(norms, block_items)
     items = np.ascontiguousarray(item_factors[order])
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
-    blocks = -(-len(items) // max(1, block_items))
-    width = -(-len(items) // max(1, blocks) // GROUP) * GROUP if len(items) else GROUP  # blocks of even size
-    block_norms = norms[order][::width].copy() if len(items) else np.zeros(0)
     exact = Float32Engine(items, width)
     engine = exact if resolve_precision(precision) == "float32" else make_engine("bfloat16", items, width)
     return PreparedItems(items, order, position, norms[order], block_norms, width, engine, exact)
 
 
-def prepared_once(owner, item_factors: np.ndarray, block_items: int, precision: str) -> PreparedItems:
-    """prepare_items, cached on `owner` (a broadcast value): once per Spark Python worker."""
+def prepare_history_items(columns: np.ndarray, block_items: int = 4096) -> PreparedItems:
+    """The item-item form of prepare_items: item j scores sum_i x_ui columns[i, j] for a user's
+    history row x_u (SparseRows over the rows of `columns`, shape (n_history_items, M))."""
+    columns = np.asarray(columns, dtype=np.float32)
+    _require_finite(columns)
+    norms = np.sqrt(np.einsum("ij,ij->j", columns, columns, dtype=np.float64))
+    order, position, width, block_norms = _layout(norms, block_items)
+    ordered = np.take(columns, order, axis=1)  # one copy, C-contiguous: a block's rows are contiguous runs
+    engine = HistoryEngine(ordered, width)
+    return PreparedItems(ordered.T, order, position, norms[order], block_norms, width, engine, engine)
+
+
+def _layout(norms: np.ndarray, block_items: int):
+    """Visiting order (decreasing norm), each row's ordered position, the block width and block norms."""
+    order = np.argsort(-norms, kind="stable").astype(np.int32)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    blocks = -(-len(order) // max(1, block_items))
+    width = -(-len(order) // max(1, blocks) // GROUP) * GROUP if len(order) else GROUP  # blocks of even size
+    block_norms = norms[order][::width].copy() if len(order) else np.zeros(0)
+    return order, position, width, block_norms
+
+
+def _require_finite(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise ModelError("factors contain NaN or infinity; retrain the model or fix its factor tables")
+
+
+def prepared_once(owner, item_factors: np.ndarray, block_items: int, precision: str,
+                  prepare=None) -> PreparedItems:
+    """prepare_items (or `prepare(item_factors, block_items)`), cached on `owner` (a broadcast
+    value): once per Spark Python worker."""
     cache = owner.__dict__.setdefault("_prepared", {})
     if (block_items, precision) not in cache:
-        cache[(block_items, precision)] = prepare_items(item_factors, block_items, precision)
+        cache[(block_items, precision)] = (prepare_items(item_factors, block_items, precision) if prepare is None
+                                           else prepare(item_factors, block_items))
     return cache[(block_items, precision)]
 
 
 def top_n(
-    user_vectors: np.ndarray,
+    user_vectors: np.ndarray | SparseRows,
     item_factors: np.ndarray | PreparedItems,
     n: int,
     seen_indptr: np.ndarray | None = None,
@@ -82,18 +108,23 @@ def top_n(
     """Top-`n` items per user row by ``user_vectors @ item_factors.T``, skipping seen items.
 
     user_vectors: (B, k) float32; item_factors: (M, k) float32 or prepare_items() of them, finite.
+    Item-item: user_vectors are SparseRows (history rows) and item_factors prepare_history_items().
     seen_indptr/seen_indices: CSR rows of item indexes to exclude per user (B + 1 and nnz).
     Returns (indexes (B, n) int32, scores (B, n) float32), best first; where a user has fewer
     than `n` unseen items the tail is MISSING (-1) with score -inf.
     """
     items = item_factors if isinstance(item_factors, PreparedItems) else prepare_items(item_factors, block_items)
-    user_vectors = np.asarray(user_vectors, dtype=np.float32)
-    n_users, n_items = user_vectors.shape[0], len(items.items)
+    sparse = isinstance(user_vectors, SparseRows)
+    if sparse != isinstance(items.engine, HistoryEngine):
+        raise ValueError("history rows go with prepare_history_items, factor rows with prepare_items")
+    if not sparse:
+        user_vectors = np.asarray(user_vectors, dtype=np.float32)
+    n_users, n_items = len(user_vectors), len(items.items)
     best_idx = np.full((n_users, n), MISSING, dtype=np.int32)
     best_score = np.full((n_users, n), -np.inf, dtype=np.float32)
     if n_users == 0 or n_items == 0:
         return best_idx, best_score
-    if not np.isfinite(user_vectors).all():
+    if not (user_vectors.all_finite() if sparse else np.isfinite(user_vectors).all()):
         raise ModelError("factors contain NaN or infinity; retrain the model or fix its factor tables")
     _run(user_vectors, items, *_seen_pairs_by_block(n_users, seen_indptr, seen_indices, items), best_idx, best_score)
     best_idx[best_score == -np.inf] = MISSING
@@ -117,7 +148,7 @@ def _seen_pairs_by_block(n_users, indptr, indices, items):
 def _run(users, items, seen_rows, seen_cols, seen_offsets, best_idx, best_score) -> None:
     """Fill best_idx/best_score block by block."""
     n_users = len(users)
-    user_norms = np.linalg.norm(users.astype(np.float64), axis=1)
+    user_norms = users.norms() if isinstance(users, SparseRows) else np.linalg.norm(users.astype(np.float64), axis=1)
     bound = np.full(n_users, -np.inf)  # the final n-th best exact score is known to reach this
     state = users, user_norms, bound, best_idx, best_score
     active = np.arange(n_users)  # rows on items.engine; the others (deferred) go to the exact engine
@@ -160,7 +191,8 @@ def _step(engine, prepared, rows, items, block, seen, out, state) -> np.ndarray:
     never = np.iinfo(np.int16).max if engine.dtype == np.int16 else np.inf
     # Where scores crowd within the margin of the bound (e.g. cosines of similar items), rescoring
     # would cost more than a float32 GEMM: the exact engine redoes the block for those users.
-    limit = None if engine is items.exact_engine else DENSE_GROUPS
+    # Item-item keys are the scores: crowded users merge the whole block's keys instead.
+    limit = DENSE_GROUPS if engine.keys_are_scores or engine is not items.exact_engine else None
     upper = None
     short = np.flatnonzero(best_score[rows, -1] == -np.inf)
     if short.size:
@@ -211,6 +243,9 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
         if over.any():
             crowded = some[over]
             local, groups = local[~over[local]], groups[~over[local]]
+            if engine.keys_are_scores:
+                _merge_rows(keys, crowded, key, upper, rows_of, items, start, best_idx, best_score)
+                crowded = np.empty(0, dtype=np.int64)
     rows = some[local]
     cols = groups[:, None] + np.arange(GROUP) * stride  # (groups, GROUP) block columns
     values = keys.ravel().take(rows[:, None] * width + cols)
@@ -226,7 +261,10 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
     rows, cols, user = rows[near], cols[near], user[near]
     if rows.size == 0:
         return crowded
-    scores = exact_scores(users, items.items, user, start + cols)
+    if engine.keys_are_scores:  # item-item: the keys are the exact scores already
+        scores = engine.value(values[near]).astype(np.float32)
+    else:
+        scores = exact_scores(users, items.items, user, start + cols)
     users_hit, first, counts = np.unique(user, return_index=True, return_counts=True)
     at_row = np.repeat(np.arange(users_hit.size), counts)
     at_col = np.arange(user.size) - np.repeat(first, counts)
@@ -240,6 +278,24 @@ def _merge_candidates(engine, users, user_norms, items, keys, group_max, key, ro
     best_idx[users_hit] = merged_idx
     best_score[users_hit] = merged_score
     return crowded
+
+
+def _merge_rows(keys, local, key, upper, rows_of, items, start, best_idx, best_score) -> None:
+    """Merge whole key rows (keys that are the scores) of the users `rows_of[local]` into their top n,
+    taking the same keys as the candidate path: key <= keys < upper."""
+    block = keys[local]
+    hit = block >= key[local][:, None]
+    if upper is not None:
+        hit &= block < upper[local][:, None]
+    cols = start + np.arange(keys.shape[1])
+    idx = np.where(cols < len(items.order), items.order[np.minimum(cols, len(items.order) - 1)], MISSING)
+    user = rows_of[local]
+    merged_idx, merged_score = select_top(
+        np.concatenate([best_idx[user], np.broadcast_to(idx.astype(np.int32), block.shape)], axis=1),
+        np.concatenate([best_score[user], np.where(hit, block, -np.inf).astype(np.float32)], axis=1),
+        best_idx.shape[1])
+    best_idx[user] = merged_idx
+    best_score[user] = merged_score
 
 
 def order_key(idx: np.ndarray, score: np.ndarray) -> np.ndarray:

@@ -7,6 +7,11 @@ id mapping, so the model is self-contained and scales with Spark:
 - ``user_factors``: user_index int, user_id (input type), factors array<float>
 - ``item_factors``: item_index int, item_id (input type), factors array<float>
 
+An item-item model (metadata "scorer": "item_item", e.g. EASE) is the same two tables read
+differently: item j's factors are column j of the item-item matrix B (length n_items), and a
+user's vector is their history row x_u (the seen items scoring gets), so the score x_u . B[:, j]
+is still a dot product; its user rows carry empty factors (kernels/topk.py takes sparse rows).
+
 storage/stores.py saves and loads it (Parquet plus metadata.json). The metadata is a JSON-ready
 dict; every trainer builds it with model_metadata(), so it always has the keys of ModelInfo
 (kind, latent_dim, width, seed, params), plus "rank" (= width, what earlier versions wrote) and
@@ -80,6 +85,9 @@ def model_metadata(kind: str, latent_dim: int, width: int, seed: int | None, par
     return ModelInfo(kind, latent_dim, width, seed, dict(params or {})).metadata(**extras)
 
 
+ITEM_ITEM = "item_item"  # metadata "scorer" of models whose users are their history rows
+
+
 @dataclass
 class FactorModel:
     user_factors: DataFrame
@@ -94,6 +102,11 @@ class FactorModel:
     def width(self) -> int:
         """Length of every factor vector (metadata "width"; models saved before it have only "rank")."""
         return int(self.metadata["width"] if "width" in self.metadata else self.metadata["rank"])
+
+    @property
+    def item_item(self) -> bool:
+        """Users are scored by their history row against item columns (see the module docstring)."""
+        return self.metadata.get("scorer") == ITEM_ITEM
 
     @property
     def info(self) -> ModelInfo:
@@ -143,6 +156,19 @@ class FactorModel:
             item_factors=items.select(ITEM_INDEX, ITEM_ID, FACTORS),
             metadata=meta,
         )
+
+    @classmethod
+    def from_item_item(cls, columns: np.ndarray, user_ids: DataFrame, item_ids: DataFrame,
+                       metadata: dict) -> "FactorModel":
+        """An item-item model: row j of `columns` (n_items, n_items) is column j of B; every user
+        of `user_ids` gets an empty factor row (their history is their vector)."""
+        meta = dict(metadata, scorer=ITEM_ITEM)
+        meta.setdefault("width", int(columns.shape[1]))
+        meta.setdefault("rank", meta["width"])
+        meta.setdefault("created_at", dt.datetime.now(dt.timezone.utc).isoformat())
+        items = _factor_frame(user_ids.sparkSession, columns, ITEM_INDEX).join(item_ids, ITEM_INDEX)
+        users = user_ids.select(USER_INDEX, USER_ID, F.array().cast("array<float>").alias(FACTORS))
+        return cls(users, items.select(ITEM_INDEX, ITEM_ID, FACTORS), meta)
 
 
 def _factor_frame(spark: SparkSession, matrix: np.ndarray, index_col: str) -> DataFrame:

@@ -6,6 +6,9 @@ Gramian w0 V^T V is computed once on the driver and broadcast with the item fact
 solved in batches on the executors (mapInPandas), one input row per user with their items.
 New users get user_index values after the model's largest, so the result unions into
 `model.user_factors` and is scored like everyone else.
+
+Item-item models (EASE) need no solve: a user's vector is their history row, so a new user gets
+an empty factor row like the model's own users and is scored from the items of the input.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ def fold_in(model: FactorModel, interactions: DataFrame, params: dict | None = N
     interactions: user_id, item_id and optionally weight (1.0 when absent); duplicate pairs are
     summed, items unknown to the model and null, NaN or negative weights are ignored.
     params: the objective (unobserved_weight, reg, reg_exponent, confidence, alpha, ...); default
-    model.metadata["foldin"], which WALS writes. Returns user_index, user_id, factors with
-    user_index after the model's largest, one row per new user with at least one known item.
+    model.metadata["foldin"], which WALS writes (item-item models need none). Returns user_index,
+    user_id, factors with user_index after the model's largest, one row per new user with at least
+    one known item.
     """
     params = params or model.metadata.get("foldin")
-    if not params:
+    if not params and not model.item_item:
         raise FoldInError(f"a {model.kind} model records no fold-in parameters; train with model.kind=wals "
                           "or pass params (unobserved_weight, reg, reg_exponent, confidence, alpha)")
     user_type = model.user_factors.schema[USER_ID].dataType
@@ -63,6 +67,10 @@ def fold_in(model: FactorModel, interactions: DataFrame, params: dict | None = N
     user_map, n_new = dense_index(users.select(USER_ID), USER_ID, USER_INDEX)
     indexed = (user_map.select((F.col(USER_INDEX) + F.lit(offset)).cast("int").alias(USER_INDEX), USER_ID)
                .join(users, USER_ID))
+    if model.item_item:
+        log.info("fold-in: %d new users get user_index %d..%d (item-item: scored from their history)",
+                 n_new, offset, offset + n_new - 1)
+        return indexed.select(USER_INDEX, USER_ID, F.array().cast("array<float>").alias(FACTORS))
 
     item_matrix = model.item_factor_matrix()
     spark = interactions.sparkSession

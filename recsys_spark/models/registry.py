@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from recsys_spark.config import MODEL_KINDS, Config
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import TooFewIdsError
-from recsys_spark.models import autoencoder, content, mf, popularity, spark_als, two_tower, wals
+from recsys_spark.models import autoencoder, content, ease, mf, popularity, spark_als, two_tower, wals
 from recsys_spark.models.factor_model import FactorModel
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ TRAINERS = {
     "two_tower": two_tower.train,
     "autoencoder": autoencoder.train,
     "content": content.train,
+    "ease": ease.train,
     "popularity": popularity.train,
 }
 assert set(TRAINERS) == set(MODEL_KINDS), "every model.kind needs a trainer"

@@ -1,5 +1,9 @@
 """Score every user: mapInArrow over users, the item catalog broadcast once, seen items masked.
 
+Factor models score a user's factor row against the item factors; item-item models
+(FactorModel.item_item, e.g. EASE) score the user's history row, their seen items, against the
+item columns (kernels/topk.py prepare_history_items): the same kernel, rules and fallback.
+
 Each Arrow batch of users runs the blockwise top-N kernel (recsys_spark/kernels/topk.py), so a
 task's memory is bounded by score.batch_users x score.block_items x 4 bytes. Arrow (not pandas)
 carries the batches: factor and seen-item lists arrive as flat buffers, no per-user objects.
@@ -24,7 +28,8 @@ from recsys_spark.config import ScoreConfig
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, RANK, SCORE, SOURCE, USER_ID, USER_INDEX
 from recsys_spark.errors import ModelError
 from recsys_spark.kernels.fallback import fill_from_ranking
-from recsys_spark.kernels.topk import MISSING, PreparedItems, prepared_once, top_n
+from recsys_spark.kernels.sparse_rows import SparseRows
+from recsys_spark.kernels.topk import MISSING, PreparedItems, prepare_history_items, prepared_once, top_n
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.serving.rules import (
     POPULARITY,
@@ -39,6 +44,7 @@ from recsys_spark.serving.tasks import scoring_partitions, worker_precision
 log = logging.getLogger(__name__)
 
 BLOCKED = "blocked_items"  # per user: items seen, plus rules.exclude_user_items
+HISTORY = "history_items"  # per user of an item-item model: the items seen, their vector
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Catalog:
     item_ids: pa.Array  # (n_items,) external id of each item index
     ranking: Optional[np.ndarray]  # fallback: item indexes best first, or None without fallback
     fallback_score: Optional[np.ndarray]  # (n_items,) float32 popularity
+    history_items: int = 0  # item-item models: length of a history row (the model's items); 0: factors
 
     @property
     def n_items(self) -> int:
@@ -57,7 +64,14 @@ class Catalog:
 
     def prepared(self, block_items: int, precision: str) -> PreparedItems:
         """The factors ordered and loaded for the kernel, once per worker process."""
-        return prepared_once(self, self.factors, block_items, precision)
+        if not self.history_items:
+            return prepared_once(self, self.factors, block_items, precision)
+        # Item-item: rows of `factors` are the candidates' columns; the kernel holds them ordered
+        # (one copy), so the broadcast's own copy is let go once they are prepared.
+        items = prepared_once(self, self.factors, block_items, precision,
+                              lambda columns, block: prepare_history_items(columns.T, block))
+        self.factors = self.factors[:0]
+        return items
 
 
 def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: Optional[Rules] = None) -> DataFrame:
@@ -74,22 +88,26 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
     log.info("score: %d candidate items with factors, fallback %s", len(catalog.model_items),
              "on" if catalog.ranking is not None else "off")
     broadcast = spark.sparkContext.broadcast(catalog)
-    excluded = seen.select(USER_INDEX, ITEM_INDEX)
+    excluded = seen.select(USER_INDEX, ITEM_INDEX, F.lit(True).alias("_seen"))
     if rules.exclude_user_items is not None:
-        excluded = excluded.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX))
+        excluded = excluded.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX,
+                                                                         F.lit(False).alias("_seen")))
+    lists_of = [F.collect_list(ITEM_INDEX).alias(BLOCKED)]
+    if model.item_item:
+        lists_of.append(F.collect_set(F.when(F.col("_seen"), F.col(ITEM_INDEX))).alias(HISTORY))
     # Both sides hash-partitioned by user with an explicit count: the join needs no further
     # shuffle, and adaptive execution cannot coalesce the scoring into one or two tasks (it
     # would: the factor table is small in bytes, the work on it is not).
     partitions = scoring_partitions(spark, cfg)
-    lists = (excluded.repartition(partitions, USER_INDEX)
-             .groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(BLOCKED)))
+    lists = excluded.repartition(partitions, USER_INDEX).groupBy(USER_INDEX).agg(*lists_of)
     users = model.user_factors.select(USER_INDEX, USER_ID, FACTORS)
     if rules.fallback_users is not None:
         factor_type = users.schema[FACTORS].dataType
         without = (rules.fallback_users.select(USER_INDEX, USER_ID).join(users.select(USER_INDEX), USER_INDEX, "left_anti")
                    .withColumn(FACTORS, F.lit(None).cast(factor_type)))
         users = users.unionByName(without)
-    users = users.repartition(partitions, USER_INDEX).join(lists, USER_INDEX, "left").select(USER_ID, FACTORS, BLOCKED)
+    users = (users.repartition(partitions, USER_INDEX).join(lists, USER_INDEX, "left")
+             .select(USER_ID, FACTORS, BLOCKED, *([HISTORY] if model.item_item else [])))
     schema = T.StructType([
         T.StructField(USER_ID, model.user_factors.schema[USER_ID].dataType, False),
         T.StructField(RANK, T.IntegerType(), False),
@@ -99,6 +117,8 @@ def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: O
     ])
     arrow_schema = to_arrow_schema(schema)
     top, batch_users, block_items, precision = cfg.top_n, cfg.batch_users, cfg.block_items, cfg.precision
+    if model.item_item:
+        precision = "float32"  # its engine sums rows exactly: no bfloat16 GEMM, no TensorFlow in the workers
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         catalog = broadcast.value
@@ -140,7 +160,7 @@ def build_catalog(model: FactorModel, rules: Rules) -> Catalog:
         fallback_score[popular[ITEM_INDEX].to_numpy()] = popular[POPULARITY].to_numpy()
         ranking = popularity_ranking(fallback_score, candidates)
     return Catalog(np.ascontiguousarray(matrix[model_items]), model_items, position,
-                   pa.array(ids, type=id_type), ranking, fallback_score)
+                   pa.array(ids, type=id_type), ranking, fallback_score, model.width if model.item_item else 0)
 
 
 def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, top: int,
@@ -151,8 +171,14 @@ def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, t
     scores = np.full((chunk.num_rows, top), -np.inf, dtype=np.float32)
     factors = chunk.column(FACTORS)
     has = np.asarray(factors.is_valid().to_numpy(zero_copy_only=False))
+    if catalog.history_items:  # item-item: a user's vector is their history; none, the fallback serves them
+        history_indptr, history = list_csr(chunk.column(HISTORY), catalog.history_items)
+        has &= np.diff(history_indptr) > 0
     if has.any():
-        vectors = factor_rows(factors.filter(pa.array(has)), catalog.factors.shape[1])
+        if catalog.history_items:
+            vectors = SparseRows(*csr_rows(history_indptr, history, np.flatnonzero(has)))
+        else:
+            vectors = factor_rows(factors.filter(pa.array(has)), catalog.factors.shape[1])
         rows_indptr, rows_indices = csr_rows(indptr, indices, np.flatnonzero(has))
         at = catalog.position[rows_indices]
         kept = at >= 0
