@@ -334,3 +334,21 @@ def test_als_auto_ratings_equal_the_numpy_relative_log_weights(spark):
     assert fitted["epsilon"] == numpy_fitted["epsilon"] == 3.0
     np.testing.assert_allclose(got.orderBy("user_index").toPandas()["weight"], expected, rtol=1e-9)
     assert expected.mean() == pytest.approx(1.0)
+
+
+def test_auto_kind_is_ease_while_its_matrices_fit_the_budget_then_wals(spark):
+    from recsys_spark.config import Config
+    from recsys_spark.models.ease import driver_bytes
+    from recsys_spark.models.registry import resolve_kind, train_model
+    from tests.prepared_frames import prepared_from_pandas
+
+    assert resolve_kind("auto", 1000, driver_bytes(1000)) == "ease"
+    assert resolve_kind("auto", 1001, driver_bytes(1000)) == "wals"
+    assert resolve_kind("als", 10, 1 << 40) == "als"  # a named kind is never replaced
+    prepared = prepared_from_pandas(spark, generate_interactions(60, 200, 400, seed=8))
+    cfg = Config()
+    assert cfg.model.kind == "auto"
+    assert train_model(prepared, cfg).kind == "ease"
+    cfg.train.driver_max_bytes = driver_bytes(prepared.n_items) - 1
+    cfg.model.wals.iterations = 1
+    assert train_model(prepared, cfg).kind == "wals"

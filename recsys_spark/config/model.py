@@ -151,7 +151,7 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "wals"  # best measured quality on implicit data (docs/benchmarks-models.md)
+    kind: str = "auto"  # auto: ease when its items x items matrices fit train.driver_max_bytes, else wals
     rank: int = 64
     seed: int = 42
     als: AlsConfig = field(default_factory=AlsConfig)
@@ -172,4 +172,4 @@ class ModelConfig:
         return kind == "content" or (kind == "two_tower" and self.two_tower.item_features)
 
 
-MODEL_KINDS = ("als", "wals", "mf", "two_tower", "autoencoder", "content", "ease", "popularity")
+MODEL_KINDS = ("auto", "als", "wals", "mf", "two_tower", "autoencoder", "content", "ease", "popularity")

@@ -29,14 +29,26 @@ TRAINERS = {
     "ease": ease.train,
     "popularity": popularity.train,
 }
-assert set(TRAINERS) == set(MODEL_KINDS), "every model.kind needs a trainer"
+assert set(TRAINERS) | {"auto"} == set(MODEL_KINDS), "every model.kind needs a trainer"
+
+
+def resolve_kind(kind: str, n_items: int, driver_max_bytes: int) -> str:
+    """The trainer model.kind names: auto is ease when its items x items matrices fit the driver
+    budget (measured the better model on sparse data, level on dense: docs/benchmarks-models.md),
+    else wals, whose memory grows with the interactions instead of the catalog squared."""
+    if kind != "auto":
+        return kind
+    return "ease" if ease.driver_bytes(n_items) <= driver_max_bytes else "wals"
 
 
 def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None) -> FactorModel:
     """Train the model named by cfg.model.kind on prepared interactions (at least two users and two
     items: TooFewIdsError otherwise)."""
     require_two_users_and_items(prepared, cfg)
-    kind = cfg.model.kind
+    kind = resolve_kind(cfg.model.kind, prepared.n_items, cfg.train.driver_max_bytes)
+    if kind != cfg.model.kind:
+        log.info("train: model.kind=auto trains %s (%d items: EASE needs %.2f GiB of the %.2f GiB driver budget)",
+                 kind, prepared.n_items, ease.driver_bytes(prepared.n_items) / 2**30, cfg.train.driver_max_bytes / 2**30)
     started = time.time()
     log.info("train: %s on %d interactions, rank %d", kind, prepared.stats.get("interactions", -1), cfg.model.rank)
     model = TRAINERS[kind](prepared, cfg.model, cfg.train, item_features)
