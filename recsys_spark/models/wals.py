@@ -18,7 +18,6 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.kernels.confidence import bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
-from recsys_spark.models.progress import LoopProgress
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,8 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
     conf = confidence(data.users, data.items, data.weights, cfg.confidence, alpha=cfg.alpha, epsilon=cfg.epsilon,
                       bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, item_idf=_idf(foldin),
                       mean_user_weight=foldin.get("bm25_mean_user_weight", 1.0))
+
+    from recsys_spark.models.progress import LoopProgress  # here, beside the callback that uses it
 
     iterations = LoopProgress(cfg.iterations)
 
