@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := data/sample/interactions.csv
 OUTPUT := warehouse
 
-.PHONY: run test test-slow venv java sample bench clean
+.PHONY: run test test-slow test-cluster venv java sample bench clean
 
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed; set PYTHON=python3.x")'
@@ -35,6 +35,9 @@ test: java venv
 
 test-slow: java venv
 	$(PY) -m pytest -m slow
+
+test-cluster: java venv
+	$(PY) -m pytest -m cluster
 
 clean:
 	rm -rf $(OUTPUT) data/sample spark-warehouse .pytest_cache

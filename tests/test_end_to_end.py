@@ -1,6 +1,9 @@
 """The CLI on generated data, as a user runs it."""
 
 import hashlib
+import logging
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +40,47 @@ def _recs(out: Path, date: str) -> pd.DataFrame:
     return pq.read_table(out / "user_recs" / f"run_date={date}").to_pandas()
 
 
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def _info_log():
+    """The messages recsys_spark logs at INFO and above while the block runs (--quiet or not)."""
+    logger, handler = logging.getLogger("recsys_spark"), _Messages()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def nightly(spark, tmp_path_factory):
     """Three dates, same training input: the default model (WALS) on 2026-01-01, popularity on
-    2026-01-02, Spark ALS on 2026-01-03."""
+    2026-01-02, Spark ALS on 2026-01-03; and the log of the first."""
     tmp = tmp_path_factory.mktemp("e2e")
     interactions = generate_interactions(n_users=600, n_items=200, n_interactions=24000, seed=5)
     train, held = _split(interactions)
     source = tmp / "interactions.csv"
     train.to_csv(source, index=False)
     out = tmp / "warehouse"
-    assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-01", *FAST]) == 0
+    with _info_log() as log_lines:
+        assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-01", *FAST]) == 0
     first = _files(out / "user_recs" / "run_date=2026-01-01")
     assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-02",
                  "--set", "model.kind=popularity", "--quiet"]) == 0
     assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-03",
                  "--set", "model.kind=als", "--set", "model.als.max_iter=8", *FAST]) == 0
-    return out, train, held, first
+    return out, train, held, first, log_lines
 
 
 def test_tables_have_the_documented_schemas(nightly):
@@ -67,7 +94,7 @@ def test_tables_have_the_documented_schemas(nightly):
 
 
 def test_every_user_gets_n_unseen_items(nightly):
-    out, train, _, _ = nightly
+    out, train, *_ = nightly
     recs = _recs(out, "2026-01-01")
     seen = train.groupby("user_id")["item_id"].agg(set)
     n_items = train.item_id.nunique()
@@ -79,14 +106,32 @@ def test_every_user_gets_n_unseen_items(nightly):
     assert (recs.groupby("user_id")["rank"].apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
 
 
+def test_the_log_has_one_line_per_stage_with_its_rows_and_seconds(nightly):
+    out, train, _, _, lines = nightly
+    done = {m.group(1): m.group(2) for m in map(re.compile(r"^(\w+): done in \d+\.\ds(?:, (.*))?$").match, lines) if m}
+    assert list(done) == ["prepare", "train", "score", "similar", "evaluate", "audit", "publish"], lines
+    pairs = train.drop_duplicates(["user_id", "item_id"])
+    recs = _recs(out, "2026-01-01")
+    similar = pq.read_table(out / "item_similar" / "run_date=2026-01-01").to_pandas()
+    users, items = train.user_id.nunique(), train.item_id.nunique()
+    assert done["prepare"] == f"{len(pairs):,} interactions, {users:,} users, {items:,} items, 0 rows quarantined"
+    assert done["train"] == f"wals latent dim 16 on {len(pairs):,} interactions ({users:,} users x {items:,} items)"
+    assert done["score"] == f"{len(recs):,} user_recs rows for {recs.user_id.nunique():,} users"
+    assert done["similar"] == f"{len(similar):,} item_similar rows for {similar.item_id.nunique():,} items"
+    assert done["audit"] == f"user_recs {len(recs):,} rows, item_similar {len(similar):,} rows passed"
+    iterations = [line for line in lines if line.startswith("wals: iteration ")]
+    assert len(iterations) == 15 and all(re.search(r"s elapsed, ~[\d.hms]+ left$", line) for line in iterations)
+    assert iterations[-1].endswith("~0.0s left")
+
+
 def test_second_date_leaves_the_first_byte_identical(nightly):
-    out, _, _, first = nightly
+    out, _, _, first, _ = nightly
     assert _files(out / "user_recs" / "run_date=2026-01-01") == first
     assert set(_recs(out, "2026-01-02")["model"]) == {"popularity"}
 
 
 def test_models_beat_popularity_on_held_out_items(nightly):
-    out, _, held, _ = nightly
+    out, _, held, *_ = nightly
     scores = {}
     for date in ("2026-01-01", "2026-01-02", "2026-01-03"):
         recs = _recs(out, date).sort_values(["user_id", "rank"])

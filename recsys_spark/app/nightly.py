@@ -12,7 +12,10 @@ from recsys_spark.app.steps import (
     audit_and_publish,
     date_lock,
     evaluate_run,
+    evaluated_rows,
     load_rules,
+    model_rows,
+    prepared_rows,
     private_output,
     read_and_prepare,
     set_checkpoint_dir,
@@ -38,21 +41,24 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
     set_checkpoint_dir(spark, cfg, output)
     with date_lock(spark, cfg, layout, run_id):
         staging = layout.staging(run_id)
-        with timed("prepare", summary.timings):
+        with timed("prepare", summary.timings) as stage:
             prepared, quarantine = read_and_prepare(spark, cfg, source)
             summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
             rules = load_rules(spark, cfg, prepared)
-        with timed("train", summary.timings):
+            stage.rows = prepared_rows(prepared, summary.counts[QUARANTINE])
+        with timed("train", summary.timings) as stage:
             save_model(train(spark, cfg, prepared), f"{staging}/model")
             # Scoring reads the saved factors, not the driver's in-memory frames they came from.
             model = load_model(spark, f"{staging}/model")
-        with timed("score", summary.timings):
-            write_recs(cfg, model, prepared, rules, table_path(staging, USER_RECS))
+            stage.rows = model_rows(model, prepared)
+        with timed("score", summary.timings) as stage:
+            stage.rows = write_recs(cfg, model, prepared, rules, table_path(staging, USER_RECS))
         if cfg.similar.enabled:
-            with timed("similar", summary.timings):
-                write_similar(cfg, model, rules, table_path(staging, ITEM_SIMILAR))
-        with timed("evaluate", summary.timings):
+            with timed("similar", summary.timings) as stage:
+                stage.rows = write_similar(cfg, model, rules, table_path(staging, ITEM_SIMILAR))
+        with timed("evaluate", summary.timings) as stage:
             metrics = evaluate_run(spark, cfg, prepared, run_id)
+            stage.rows = evaluated_rows(metrics)
         summary.manifest = audit_and_publish(spark, cfg, layout, run_id, Scored(prepared, model, rules), summary,
                                              metrics=metrics)
         prepared.interactions.unpersist()

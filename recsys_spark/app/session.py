@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 _DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    "spark.ui.showConsoleProgress": "false",
+    "spark.ui.showConsoleProgress": "false",  # the log's progress lines (app/progress.py) instead of the bar
     "spark.sql.parquet.compression.codec": "snappy",
 }
+_SUBMITTED_WINS = ("spark.ui.showConsoleProgress",)  # defaults a spark-submit --conf (or spark-defaults.conf) overrides
 TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"  # TensorFlow's native log: 0 all, 3 none below FATAL
 _QUIET_LEVELS = ("WARN", "ERROR", "FATAL", "OFF")
 
@@ -65,6 +66,13 @@ def catalog_conf(cfg: Config, output: str) -> dict:
     return conf
 
 
+def session_settings(cfg: SparkConfig, submitted: dict, extra_conf: dict | None = None) -> dict:
+    """What the builder sets: the defaults (less those of _SUBMITTED_WINS that spark-submit set),
+    the libraries' log levels, spark.conf, then `extra_conf`."""
+    defaults = {k: v for k, v in _DEFAULTS.items() if k not in _SUBMITTED_WINS or k not in submitted}
+    return {**defaults, **quiet_libraries(cfg.log_level), **cfg.conf, **(extra_conf or {})}
+
+
 def build_session(cfg: SparkConfig, extra_conf: dict | None = None) -> SparkSession:
     """Get or create the SparkSession described by `cfg`, plus `extra_conf` (catalog_conf).
 
@@ -78,7 +86,7 @@ def build_session(cfg: SparkConfig, extra_conf: dict | None = None) -> SparkSess
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master or "spark.master" not in submitted:
         builder = builder.master(master)
-    settings = {**_DEFAULTS, **quiet_libraries(cfg.log_level), **cfg.conf, **(extra_conf or {})}
+    settings = session_settings(cfg, submitted, extra_conf)
     for key, value in settings.items():
         builder = builder.config(key, _conf_value(value))
     spark = builder.getOrCreate()

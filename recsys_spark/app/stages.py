@@ -17,6 +17,7 @@ from recsys_spark.app.steps import (
     audit_and_publish,
     date_lock,
     load_rules,
+    prepared_rows,
     private_output,
     read_and_prepare,
     set_checkpoint_dir,
@@ -42,10 +43,11 @@ def stage_prepare(spark: SparkSession, cfg: Config, source: str | None, paths: R
     """Prepare the input and keep it (and its quarantine) for the date's later stages."""
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
-    with timed("prepare", summary.timings):
+    with timed("prepare", summary.timings) as stage:
         prepared, quarantine = read_and_prepare(spark, cfg, source)
-        write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
+        quarantined = write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
         save_prepared(prepared, paths.prepared)
+        stage.rows = prepared_rows(prepared, quarantined)
     summary.counts = {"interactions": prepared.stats["interactions"], "users": prepared.n_users,
                       "items": prepared.n_items, QUARANTINE: prepared.stats["rows"]["quarantined"]}
     summary.manifest = {"prepare": prepared.stats}
@@ -81,10 +83,10 @@ def stage_score(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: st
     """Stage user_recs for `publish`."""
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
-    with timed("score", summary.timings):
+    with timed("score", summary.timings) as stage:
         scored = scoring_inputs(spark, cfg, paths, model_dir)
-        _stage(spark, paths, USER_RECS, model_dir,
-               lambda path: write_recs(cfg, scored.model, scored.prepared, scored.rules, path))
+        stage.rows = _stage(spark, paths, USER_RECS, model_dir,
+                            lambda path: write_recs(cfg, scored.model, scored.prepared, scored.rules, path))
     return summary
 
 
@@ -92,9 +94,10 @@ def stage_similar(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir: 
     """Stage item_similar for `publish`."""
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
-    with timed("similar", summary.timings):
+    with timed("similar", summary.timings) as stage:
         scored = scoring_inputs(spark, cfg, paths, model_dir)
-        _stage(spark, paths, ITEM_SIMILAR, model_dir, lambda path: write_similar(cfg, scored.model, scored.rules, path))
+        stage.rows = _stage(spark, paths, ITEM_SIMILAR, model_dir,
+                            lambda path: write_similar(cfg, scored.model, scored.rules, path))
     return summary
 
 
@@ -109,25 +112,28 @@ def score_new_input(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir
                             "input rewrites; pass the model of an earlier run (e.g. OUTPUT/_runs/DATE/model)")
     summary = RunSummary(paths)
     private_output(spark, cfg, paths.output)
-    with timed("prepare", summary.timings):
+    with timed("prepare", summary.timings) as stage:
         prepared, quarantine = read_and_prepare(spark, cfg, source)
-        write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
+        quarantined = write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
+        stage.rows = prepared_rows(prepared, quarantined)
     with timed("fold-in", summary.timings):
         prepared, model = in_model_space(prepared, load_model(spark, model_dir))
         save_model(model, paths.model)
         save_prepared(prepared, paths.prepared)
-    with timed("score", summary.timings):
+    with timed("score", summary.timings) as stage:
         rules = load_rules(spark, cfg, prepared)
-        _stage(spark, paths, USER_RECS, None, lambda path: write_recs(cfg, model, prepared, rules, path))
+        stage.rows = _stage(spark, paths, USER_RECS, None, lambda path: write_recs(cfg, model, prepared, rules, path))
     return summary
 
 
-def _stage(spark: SparkSession, paths: RunPaths, table: str, model_dir: str | None, write) -> None:
-    """Write one table into the date's pending directory, with the model that scored it."""
+def _stage(spark: SparkSession, paths: RunPaths, table: str, model_dir: str | None, write) -> str:
+    """Write one table into the date's pending directory, with the model that scored it; returns
+    what `write` returns (its rows)."""
     pending = paths.layout.pending
-    write(table_path(pending, table))
+    rows = write(table_path(pending, table))
     write_json(spark, f"{pending}/{table}.json", {"model_dir": model_dir or paths.model})
     log.info("%s staged for %s; `recsys-spark publish` audits and publishes the date", table, paths.run_date)
+    return rows
 
 
 def stage_publish(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary:

@@ -15,8 +15,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 
+from recsys_spark.app.progress import task_progress
 from recsys_spark.config import Config
 from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
@@ -92,13 +94,41 @@ class RunSummary:
     manifest: dict = field(default_factory=dict)
 
 
+@dataclass
+class Stage:
+    """What a timed stage says in its last log line besides its seconds: its rows, e.g.
+    `2,000 user_recs rows for 200 users` (set by the block)."""
+    rows: str = ""
+
+
 @contextmanager
 def timed(name: str, timings: dict):
+    """Log `NAME: start`, run the block, record its seconds in `timings` and log one line
+    `NAME: done in 12.3s, <rows>`; yields the Stage whose rows the block sets."""
     started = time.time()
     log.info("%s: start", name)
-    yield
+    stage = Stage()
+    yield stage
     timings[name] = round(time.time() - started, 2)
-    log.info("%s: done in %.1fs", name, timings[name])
+    log.info("%s: done in %.1fs%s", name, timings[name], f", {stage.rows}" if stage.rows else "")
+
+
+def prepared_rows(prepared: PreparedData, quarantined: int | None = None) -> str:
+    """The prepare stage's rows: interactions, users, items (and rows quarantined)."""
+    rows = (f"{prepared.stats['interactions']:,} interactions, {prepared.n_users:,} users, "
+            f"{prepared.n_items:,} items")
+    return rows if quarantined is None else f"{rows}, {quarantined:,} rows quarantined"
+
+
+def model_rows(model: FactorModel, prepared: PreparedData) -> str:
+    """The train stage's rows: the model's kind and what it was fitted on."""
+    return (f"{model.kind} latent dim {model.info.latent_dim} on {prepared.stats['interactions']:,} "
+            f"interactions ({prepared.n_users:,} users x {prepared.n_items:,} items)")
+
+
+def table_rows(counts: dict) -> str:
+    """`user_recs 2,000 rows, item_similar 800 rows`."""
+    return ", ".join(f"{table} {rows:,} rows" for table, rows in counts.items())
 
 
 @contextmanager
@@ -183,15 +213,38 @@ def train(spark: SparkSession, cfg: Config, prepared: PreparedData) -> FactorMod
 
 # -- score and similar -----------------------------------------------------------------------
 
-def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: Rules, path: str) -> None:
+def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: Rules, path: str) -> str:
+    """Score every user into user_recs at `path`; returns its rows, e.g. `2,000 user_recs rows for 200 users`."""
     seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
     recs = user_recs_table(recommend(model, seen, cfg.score, rules=rules), model.kind)
-    fail_first_attempt(recs).write.mode("overwrite").parquet(path)
+    rows, lists = _write_counted(fail_first_attempt(recs), path, "score")
+    return f"{rows:,} {USER_RECS} rows for {lists:,} users"
 
 
-def write_similar(cfg: Config, model: FactorModel, rules: Rules, path: str) -> None:
+def write_similar(cfg: Config, model: FactorModel, rules: Rules, path: str) -> str:
+    """The neighbours of every item into item_similar at `path`; returns its rows, as write_recs."""
     similar = similar_items(model, cfg.similar, cfg.score, rules=rules)
-    item_similar_table(similar, model.kind).write.mode("overwrite").parquet(path)
+    rows, lists = _write_counted(item_similar_table(similar, model.kind), path, "similar")
+    return f"{rows:,} {ITEM_SIMILAR} rows for {lists:,} items"
+
+
+def _write_counted(table: DataFrame, path: str, name: str) -> tuple[int, int]:
+    """Write a ranked table (task progress logged as it goes); returns (rows, lists: rows of rank 1),
+    counted by the write itself (an Observation: no second job)."""
+    observation = Observation()
+    counted = table.observe(observation, F.count(F.lit(1)).alias("rows"),
+                            F.sum((F.col("rank") == 1).cast("long")).alias("lists"))
+    with task_progress(table.sparkSession.sparkContext.statusTracker(), name):
+        counted.write.mode("overwrite").parquet(path)
+    metrics = observation.get
+    return metrics["rows"], metrics["lists"] or 0
+
+
+def evaluated_rows(metrics: dict | None) -> str:
+    """The evaluate stage's rows: how many metrics of which models, or off."""
+    if metrics is None:
+        return "off (evaluate.enabled is false)"
+    return f"{sum(len(values) for values in metrics.values())} metrics of {', '.join(metrics)}"
 
 
 def evaluate_run(spark: SparkSession, cfg: Config, prepared: PreparedData, run_id: str) -> dict | None:
@@ -282,9 +335,10 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
     Called under the date's lock, by `run` and by `publish` alike.
     """
     staging = layout.staging(run_id)
-    with timed("audit", summary.timings):
+    with timed("audit", summary.timings) as stage:
         results = audit_run(spark, cfg, staging, scored.prepared, scored.model, scored.rules)
         stability = run_stability(spark, cfg, layout, staging)
+        stage.rows = table_rows({t: r["_total_rows"] for t, r in results.items()}) + " passed"
     summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
     manifest = base_manifest(cfg, layout, run_id, scored.prepared.stats, scored.model, scored.rules, results)
     manifest.update(row_counts=summary.counts, audit=results, stability=stability, timings=summary.timings,
@@ -292,7 +346,7 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
     tables = catalog.CatalogTables.of(cfg.output)
     if tables is not None:
         manifest["catalog"] = tables.record()
-    with timed("publish", summary.timings):
+    with timed("publish", summary.timings) as stage:
         previous = last_published_manifest(spark, layout.root, layout.run_date)
         manifest["quality_gate"] = audit.quality_gate(
             manifest.get("metrics"), (previous or {}).get("metrics"), manifest["model"].get("kind", cfg.model.kind),
@@ -309,6 +363,7 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
         replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
         if tables is not None:  # the last step of the publish: the catalog sees the date's partitions
             catalog.publish_partitions(spark, tables, layout, list(staged))
+        stage.rows = f"run {run_id}: {table_rows(summary.counts)}"
         clean_date(spark, layout, keep={run_id, replaced} - {None})
         apply_retention(spark, layout.root, cfg.publish.retention_days, layout.run_date,
                         before_removing=None if tables is None else

@@ -16,6 +16,7 @@ import numpy as np
 from recsys_spark.kernels.tf_runtime import import_tensorflow
 from recsys_spark.kernels.topk import top_n
 from recsys_spark.models.driver_data import Interactions
+from recsys_spark.models.progress import LoopProgress
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,12 @@ class EarlyStopping:
 
 
 class EpochLog:
-    """Logs loss, validation metric and seconds per epoch for one trainer."""
+    """Logs loss, validation metric, seconds per epoch and the time left (to `epochs`) for one trainer."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, epochs: int):
         self.name = name
         self.history: list[dict] = []
+        self._progress = LoopProgress(epochs)
         self._started = time.time()
 
     def epoch(self, epoch: int, loss: float, metric_name: str | None = None, metric: float | None = None) -> None:
@@ -143,7 +145,8 @@ class EpochLog:
             entry[metric_name] = round(float(metric), 6)
             extra = f", {metric_name} {metric:.4f}"
         self.history.append(entry)
-        log.info("%s: epoch %d loss %.5f%s, %.2fs", self.name, epoch, loss, extra, seconds)
+        log.info("%s: epoch %d/%d loss %.5f%s, %.2fs, %s", self.name, epoch, self._progress.total, loss, extra, seconds,
+                 self._progress.step(seconds))
         self._started = time.time()
 
 
@@ -167,7 +170,7 @@ def fit_epochs(name: str, epochs: int, train_epoch: Callable[[int], float], vari
     the last epoch. History entries: epoch, loss, seconds, and `metric` when validating.
     """
     stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
-    log_epochs = EpochLog(name)
+    log_epochs = EpochLog(name, epochs)
     epoch = 0
     for epoch in range(1, epochs + 1):
         loss = train_epoch(epoch)

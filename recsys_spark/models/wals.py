@@ -48,9 +48,13 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
                       epsilon=foldin["epsilon"], bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, item_idf=_idf(foldin),
                       mean_user_weight=foldin.get("bm25_mean_user_weight", 1.0))
 
+    from recsys_spark.models.progress import LoopProgress  # here, beside the callback that uses it
+
+    iterations = LoopProgress(cfg.iterations)
+
     def progress(entry):
-        log.info("wals: iteration %d/%d loss %.6g (%.2fs)", entry["iteration"], cfg.iterations,
-                 entry["loss"], entry["seconds"])
+        log.info("wals: iteration %d/%d loss %.6g (%.2fs), %s", entry["iteration"], cfg.iterations,
+                 entry["loss"], entry["seconds"], iterations.step(entry["seconds"]))
 
     user_factors, item_factors, history = wals_tf.fit(
         data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
