@@ -117,6 +117,7 @@ def manifest(out, date):
     return json.loads((out / "_runs" / date / "current" / "manifest.json").read_text())
 
 
+@pytest.mark.slow  # three runs, two of them tuning: 2-14 minutes on 2 shared cores
 def test_run_tunes_then_reuses_then_tunes_again_when_too_old(spark, tmp_path, monkeypatch):
     data = generate_interactions(n_users=150, n_items=60, n_interactions=3000, seed=3)
     (tmp_path / "in.csv").write_text(data.to_csv(index=False))

@@ -152,7 +152,8 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
             started = time.time()
             trial_cfg = configs[index] if resource is None else with_overrides(configs[index], {resource_key: resource})
             values = measure(trial_cfg)
-            record(index, values, time.time() - started, rung=None, resource=resource)  # rung: filled in below
+            sized = {} if resource is None else {"resource": resource}  # rung: filled in below
+            record(index, values, time.time() - started, rung=None, **sized)
             return values[cfg.tune.objective]
 
         remaining = cfg.tune.budget_seconds - (clock() - began)  # the split counts against the budget
