@@ -27,7 +27,7 @@ from recsys_spark.storage.readers import load_config_file
 from recsys_spark.storage.writable import check_writable, output_error
 
 STAGES = {
-    "run": "the whole nightly pipeline: prepare, train, score, similar, write",
+    "run": "the whole nightly pipeline: prepare, (tune, with tune.nightly), train, score, similar, write",
     "prepare": "validate, clean, aggregate, filter and index the input; keep it for the next stages",
     "train": "train the model named by model.kind on the prepared data of the run date",
     "score": "stage top-N recommendations for every user (user_recs); `publish` publishes them",
@@ -211,6 +211,11 @@ def print_summary(summary) -> None:
     for model, values in (summary.manifest.get("metrics") or {}).items():
         print(f"  {model:<12} " + "  ".join(f"{name} {value:.4f}" for name, value in values.items()
                                            if name.split("@")[0] in ("precision", "recall", "ndcg", "map")))
+    tuned = summary.manifest.get("tuned")
+    if tuned and "params" in tuned:
+        how = "tuned this run" if tuned["tuned_now"] else f"reused, {tuned['age_days']} days old"
+        print(f"tuned parameters of {tuned['tuned_on']} ({how}; validation {tuned['objective']} "
+              f"{tuned['value']:.4f}): " + ", ".join(f"{k}={v}" for k, v in tuned["params"].items()))
     if summary.manifest.get("best"):
         print("best: " + ", ".join(f"{k}={v}" for k, v in summary.manifest["best"].items()))
     for path in summary.manifest.get("files") or []:

@@ -1,5 +1,5 @@
-"""The nightly run: prepare -> train -> score -> similar -> evaluate -> audit -> publish, for one date,
-in one process and without reloading anything between the steps."""
+"""The nightly run: prepare -> [tune] -> train -> score -> similar -> evaluate -> audit -> publish, for
+one date, in one process and without reloading anything between the steps."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from recsys_spark.app.steps import (
     write_recs,
     write_similar,
 )
+from recsys_spark.app.tuning import nightly_tuned
 from recsys_spark.config import Config
 from recsys_spark.data.schema import ITEM_SIMILAR, USER_RECS
 from recsys_spark.storage.layout import QUARANTINE, DateLayout, new_run_id, table_path
@@ -46,6 +47,11 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
             summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
             rules = load_rules(spark, cfg, prepared)
             stage.rows = prepared_rows(prepared, summary.counts[QUARANTINE])
+        tuned = {}
+        if cfg.tune.nightly:  # the day's config becomes the tuned one: train, evaluate and the manifest use it
+            with timed("tune", summary.timings):
+                cfg, record = nightly_tuned(spark, cfg, prepared, layout, run_id)
+                tuned = {"tuned": record}
         with timed("train", summary.timings) as stage:
             save_model(train(spark, cfg, prepared), f"{staging}/model")
             # Scoring reads the saved factors, not the driver's in-memory frames they came from.
@@ -60,6 +66,6 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
             metrics = evaluate_run(spark, cfg, prepared, run_id)
             stage.rows = evaluated_rows(metrics)
         summary.manifest = audit_and_publish(spark, cfg, layout, run_id, Scored(prepared, model, rules), summary,
-                                             metrics=metrics)
+                                             metrics=metrics, **tuned)
         prepared.interactions.unpersist()
     return summary

@@ -29,6 +29,7 @@ from recsys_spark.config.model import (  # noqa: F401
     TwoTowerConfig,
     WalsConfig,
 )
+from recsys_spark.config.search_space import DEFAULT_SPACES, check_spec, is_range
 from recsys_spark.config.secrets import REDACTED, redact, shown
 from recsys_spark.config.yaml_text import LEADING_ZERO, load_yaml
 from recsys_spark.kernels.engines import PRECISIONS
@@ -250,23 +251,35 @@ class EvaluateConfig:
 
 @dataclass
 class TuneConfig:
-    """Search over conf keys on a validation split carved from the evaluate train split."""
-    method: str = "grid"  # grid | random (random: `trials` points drawn from the grid)
-    params: dict = field(default_factory=dict)  # conf key -> list of values, e.g. model.rank: [32, 64]
-    trials: int = 10
+    """Search over conf keys on a validation split carved from the evaluate train split (nightly: in `run`)."""
+    method: str = "grid"  # grid | random (`trials` points drawn from the grid) | halving (successive halving)
+    params: dict = field(default_factory=dict)  # conf key -> values [..] or range {low, high, log}; halving: {} = default space
+    trials: int = 10  # random: points drawn; halving: points sampled for the first rung
     objective: str = "ndcg@10"  # <ranking metric>@<k>, maximised
     validation_cutoff: Optional[str] = None  # time split only: the cut-off inside train
+    nightly: bool = False  # `run` tunes model.kind by halving on the day's data when its tuned parameters are stale
+    max_age_days: int = 7  # tuned parameters serve the run dates before tuned_on + this; 0: tune every run
+    budget_seconds: float = 600.0  # halving starts no trial after this many seconds of tuning
+    eta: int = 3  # halving keeps the best 1/eta of each rung and gives them eta times the resource
 
     def __post_init__(self):
-        _check_choice("tune.method", self.method, ("grid", "random"))
+        _check_choice("tune.method", self.method, TUNE_METHODS)
         _check_min("tune.trials", self.trials, 1)
-        for key, values in self.params.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"tune.params.{key} must be a non-empty list of values; got {values!r}")
+        _check_min("tune.max_age_days", self.max_age_days, 0)
+        _check_min("tune.budget_seconds", self.budget_seconds, 0.0, strict=True)
+        _check_min("tune.eta", self.eta, 2)
+        for key, spec in self.params.items():
+            check_spec(key, spec)
+            if is_range(spec) and self.method != "halving" and not self.nightly:
+                raise ConfigError(f"tune.params.{key} is a range, which only tune.method=halving samples; "
+                                  "give a list of values for grid or random")
         metric, sep, k = self.objective.partition("@")
         if metric not in RANKING_METRICS or not sep or not k.isdigit() or int(k) < 1:
             raise ConfigError(f"tune.objective must be <metric>@<k> with metric one of "
                               f"{', '.join(RANKING_METRICS)}; got {self.objective!r}")
+
+
+TUNE_METHODS = ("grid", "random", "halving")
 
 
 def _positive_int(key: str, value: Any) -> int:
@@ -312,6 +325,10 @@ class Config:
                                   "with item_id and features, or MovieLens u.item)"
                                   + (" or turn item_features off" if kind == "two_tower" else ""))
         self.tune.__post_init__()
+        halving = self.tune.nightly or self.tune.method == "halving"
+        if halving and not self.tune.params and self.model.kind not in DEFAULT_SPACES:
+            raise ConfigError(f"tune: model.kind={self.model.kind} has no default search space; give one in "
+                              "tune.params, e.g. --set 'tune.params={model.rank: [32, 64]}'")
         return self
 
 
