@@ -15,6 +15,7 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import SplitError
 from recsys_spark.evaluation.tune import tune
 from recsys_spark.evaluation.tuned import applied, halving_config, reused_record, stale_reason, tuned_record
+from recsys_spark.models.registry import with_resolved_kind
 from recsys_spark.storage.layout import DateLayout
 from recsys_spark.storage.publish import published_dates, published_manifest
 
@@ -38,6 +39,7 @@ def nightly_tuned(spark: SparkSession, cfg: Config, prepared: PreparedData, layo
                   run_id: str) -> tuple[Config, dict]:
     """(the config to train with, the manifest's `tuned` record): fresh parameters reused, stale
     ones tuned again within tune.budget_seconds; data too small to split trains untuned."""
+    cfg = with_resolved_kind(cfg, prepared.n_items)
     record = latest_tuned(spark, cfg, layout)
     reason = stale_reason(record, cfg, layout.run_date)
     if reason is None:

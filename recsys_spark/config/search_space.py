@@ -29,7 +29,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
         "model.wals.confidence": list(CONFIDENCE_SCHEMES),
         "model.wals.alpha": log_range(0.1, 30.0),
     },
+    "ease": {"model.ease.reg": log_range(1.0, 30.0)},  # lambda in units of the mean interactions per item
 }
+# model.kind=auto tunes the kind it resolves to (models/registry.resolve_kind): ease or wals.
+DEFAULT_SPACES["auto"] = {}
 
 # The conf key successive halving raises as its resource (training iterations or epochs); the
 # configured value is the full resource. A kind without one trains every trial in full.

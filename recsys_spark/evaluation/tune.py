@@ -24,7 +24,7 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.evaluation.halving import successive_halving
 from recsys_spark.evaluation.holdout import recommend_for, split_prepared, with_ids
 from recsys_spark.evaluation.metrics import ranking_metrics
-from recsys_spark.models.registry import train_model
+from recsys_spark.models.registry import train_model, with_resolved_kind
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
     The objective (tune.objective, e.g. ndcg@10) is maximised; ties go to the earlier trial.
     """
     began = clock()
+    cfg = with_resolved_kind(cfg, prepared.n_items)  # auto searches the space of the kind it trains
     metric, k = cfg.tune.objective.split("@")
     k = int(k)
     points, configs = trial_configs(cfg)

@@ -6,6 +6,7 @@ Each trainer module exposes `train(prepared, model_cfg, train_cfg, item_features
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -39,6 +40,13 @@ def resolve_kind(kind: str, n_items: int, driver_max_bytes: int) -> str:
     if kind != "auto":
         return kind
     return "ease" if ease.driver_bytes(n_items) <= driver_max_bytes else "wals"
+
+
+def with_resolved_kind(cfg: Config, n_items: int) -> Config:
+    """cfg with model.kind=auto replaced by the kind it trains for a catalog of `n_items` (tuning
+    searches, and records, the space of the model that really trains)."""
+    kind = resolve_kind(cfg.model.kind, n_items, cfg.train.driver_max_bytes)
+    return cfg if kind == cfg.model.kind else dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
 
 
 def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None) -> FactorModel:
