@@ -43,7 +43,7 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
             summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
             rules = load_rules(spark, cfg, prepared)
         with timed("train", summary.timings):
-            save_model(train(spark, cfg, prepared), f"{staging}/model")
+            save_model(train(spark, cfg, prepared, layout), f"{staging}/model")
             # Scoring reads the saved factors, not the driver's in-memory frames they came from.
             model = load_model(spark, f"{staging}/model")
         with timed("score", summary.timings):

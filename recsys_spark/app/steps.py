@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 
+from recsys_spark.app.warm_start import warm_start_plan
 from recsys_spark.config import Config
 from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
@@ -176,9 +177,11 @@ def item_features(spark: SparkSession, cfg: Config, kinds: list[str] | None = No
                                       cfg.input)
 
 
-def train(spark: SparkSession, cfg: Config, prepared: PreparedData) -> FactorModel:
-    """Train model.kind on the prepared data, with item features when the trainer uses them."""
-    return train_model(prepared, cfg, item_features(spark, cfg))
+def train(spark: SparkSession, cfg: Config, prepared: PreparedData, layout: DateLayout | None = None) -> FactorModel:
+    """Train model.kind on the prepared data, with item features when the trainer uses them; with the
+    run's `layout`, warm-started as model.warm_start says (app/warm_start.py)."""
+    warm = None if layout is None else warm_start_plan(spark, cfg, layout)
+    return train_model(prepared, cfg, item_features(spark, cfg), warm)
 
 
 # -- score and similar -----------------------------------------------------------------------

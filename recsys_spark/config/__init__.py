@@ -19,6 +19,8 @@ from recsys_spark.config.checks import ConfigError, _check_choice, _check_min
 # The model section lives in its own module; callers import every section from here.
 from recsys_spark.config.model import (  # noqa: F401
     MODEL_KINDS,
+    WARM_START_KINDS,
+    WARM_START_MODES,
     AlsConfig,
     AutoencoderConfig,
     ContentConfig,
