@@ -145,7 +145,7 @@ class ModelConfig:
     kind: str = "wals"  # best measured quality on implicit data (docs/benchmarks-models.md)
     rank: int = 64
     seed: int = 42
-    warm_start: str = "auto"  # off | auto | on: start wals from the last earlier published model (README, Models)
+    warm_start: str = field(default="auto", metadata={"booleans": ("off", "on")})  # off | auto | on (README, Warm start)
     als: AlsConfig = field(default_factory=AlsConfig)
     wals: WalsConfig = field(default_factory=WalsConfig)
     mf: MfConfig = field(default_factory=MfConfig)
