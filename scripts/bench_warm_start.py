@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--days", type=int, default=6, help="days after day 0 (default 6)")
-    parser.add_argument("--no-generated", action="store_true", help="MovieLens only")
+    parser.add_argument("--datasets", default="movielens,generated", help="comma-separated: movielens, generated")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -54,15 +54,18 @@ def main() -> None:
         "spark.driver.memory": "4g", "spark.ui.enabled": "false"}))
     datasets = []
     u_data = Path(args.data) / "u.data"
-    if u_data.is_file():
+    wanted = args.datasets.split(",")
+    if "movielens" not in wanted:
+        pass
+    elif u_data.is_file():
         ml = pd.read_csv(u_data, sep="\t", names=["user_id", "item_id", "weight", "ts"]).assign(weight=1.0)
         datasets.append(("MovieLens 100K", ml))
     else:
         print(f"skipped MovieLens: {u_data} not found (pass --data DIR)")
-    if not args.no_generated:
+    if "generated" in wanted:
         datasets.append(("generated (2000 users, 800 items, 60k draws, seed 7)",
                          generate_interactions(n_users=2000, n_items=800, n_interactions=60_000, seed=7)))
-    print("command: python scripts/bench_warm_start.py" + f" --days {args.days}"
+    print("command: python scripts/bench_warm_start.py" + f" --days {args.days} --datasets {args.datasets}"
           + "".join(f" --set {o}" for o in args.overrides))
     for title, raw in datasets:
         table = run_days(spark, raw, args.days, args.overrides)
@@ -93,8 +96,8 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.Da
             else:
                 result = day_result(spark, prepared, cfg, test, previous[mode], mode == "warm")
             previous[mode] = result
-            row.update({f"{mode} {k}": v for k, v in result.items() if k in ("iterations", "train s", "ndcg@10",
-                                                                           "churn")})
+            row.update({f"{mode} {k}": v for k, v in result.items() if k in ("iterations", "fit s", "reconcile s",
+                                                                           "train s", "ndcg@10", "churn")})
         rows.append(row)
         print(row, flush=True)
     return pd.DataFrame(rows)
@@ -162,7 +165,10 @@ def day_result(spark, prepared, cfg, test, previous: dict | None, warm: bool) ->
     churn = None
     if previous is not None:
         churn = user_recs_stability(recs, previous["recs"], cfg.score.top_n)["churn"]
-    return {"model": model, "recs": recs, "iterations": model.metadata["iterations_run"], "train s": seconds,
+    fit = round(sum(h["seconds"] for h in model.metadata["history"]), 2)
+    reconcile = (model.metadata.get("warm_start") or {}).get("seconds", 0.0)
+    return {"model": model, "recs": recs, "iterations": model.metadata["iterations_run"], "fit s": fit,
+            "reconcile s": reconcile, "train s": seconds,
             "ndcg@10": round(values[("ndcg", 10)], 4), "churn": None if churn is None else round(churn, 4)}
 
 
@@ -173,6 +179,7 @@ def summary(table: pd.DataFrame) -> str:
             f"warm {later['warm ndcg@10'].mean():.4f} (warm - cold {np.mean(later['warm ndcg@10'] - later['cold ndcg@10']):+.4f},"
             f" worst day {np.min(later['warm ndcg@10'] - later['cold ndcg@10']):+.4f}); "
             f"train seconds cold {cold_s:.1f}, warm {warm_s:.1f} (warm/cold {warm_s / cold_s:.2f}); "
+            f"fit seconds cold {later['cold fit s'].sum():.1f}, warm {later['warm fit s'].sum():.1f}; "
             f"iterations cold {later['cold iterations'].mean():.1f}, warm {later['warm iterations'].mean():.1f}; "
             f"mean churn cold {later['cold churn'].dropna().mean():.4f}, warm {later['warm churn'].dropna().mean():.4f}")
 

@@ -10,6 +10,7 @@ reg * (count + unobserved_weight * catalog) ** reg_exponent.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -29,7 +30,10 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     metadata records params, loss and seconds per iteration (and the warm start's id counts)."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes,
                                 bytes_per_interaction(model_cfg.rank))
+    started = time.perf_counter()
     start, counts = (None, None) if initial is None else warm_factors(initial, prepared, model_cfg)
+    if counts is not None:
+        counts["seconds"] = round(time.perf_counter() - started, 3)
     user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start)
     if counts is not None:
         metadata["warm_start"] = counts

@@ -8,6 +8,7 @@ anyway) and applies it to users and items.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,16 +67,22 @@ def unusable_reason(metadata: dict, kind: str, latent_dim: int) -> str | None:
 def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame, fill_users: np.ndarray,
                     fill_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """(user rows, item rows, counts) for today's id maps (index, id) from `model`'s factors;
-    counts: {"users": {"kept", "new", "dropped"}, "items": {...}} for the model metadata."""
-    counts = {}
-    matrices = []
-    for name, index_col, id_col, ids, factors, fill in (
-            ("users", USER_INDEX, USER_ID, user_ids, model.user_factors, fill_users),
-            ("items", ITEM_INDEX, ITEM_ID, item_ids, model.item_factors, fill_items)):
-        today = ids.select(index_col, id_col).toPandas().sort_values(index_col)
+    counts: {"users": {"kept", "new", "dropped"}, "items": {...}} for the model metadata.
+
+    The four small collections run as concurrent Spark jobs: each is mostly scheduling latency.
+    """
+    sides = (("users", USER_INDEX, USER_ID, user_ids, model.user_factors, fill_users),
+             ("items", ITEM_INDEX, ITEM_ID, item_ids, model.item_factors, fill_items))
+    frames = [ids.select(index_col, id_col) for _, index_col, id_col, ids, _, _ in sides] + \
+             [factors.select(id_col, FACTORS) for _, _, id_col, _, factors, _ in sides]
+    with ThreadPoolExecutor(len(frames)) as pool:
+        today_users, today_items, earlier_users, earlier_items = pool.map(lambda frame: frame.toPandas(), frames)
+    counts, matrices = {}, []
+    for (name, index_col, id_col, _, _, fill), today, earlier in zip(sides, (today_users, today_items),
+                                                                      (earlier_users, earlier_items)):
+        today = today.sort_values(index_col)
         if not np.array_equal(today[index_col].to_numpy(), np.arange(len(fill))):
             raise ValueError(f"the {name} id map is not dense over 0..{len(fill) - 1}")
-        earlier = factors.select(id_col, FACTORS).toPandas()
         old_rows = (np.stack(earlier[FACTORS].to_numpy()).astype(np.float32) if len(earlier)
                     else np.zeros((0, fill.shape[1]), np.float32))
         rows, kept = reconcile_rows(earlier[id_col].to_numpy(), old_rows, today[id_col].to_numpy(), fill)
