@@ -53,7 +53,7 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
                 cfg, record = nightly_tuned(spark, cfg, prepared, layout, run_id)
                 tuned = {"tuned": record}
         with timed("train", summary.timings) as stage:
-            save_model(train(spark, cfg, prepared), f"{staging}/model")
+            save_model(train(spark, cfg, prepared, layout), f"{staging}/model")
             # Scoring reads the saved factors, not the driver's in-memory frames they came from.
             model = load_model(spark, f"{staging}/model")
             stage.rows = model_rows(model, prepared)

@@ -60,7 +60,7 @@ def stage_train(spark: SparkSession, cfg: Config, paths: RunPaths) -> RunSummary
     private_output(spark, cfg, paths.output)
     set_checkpoint_dir(spark, cfg, paths.output)
     with timed("train", summary.timings):
-        model = train(spark, cfg, load_prepared(spark, paths.prepared))
+        model = train(spark, cfg, load_prepared(spark, paths.prepared), paths.layout)
         save_model(model, paths.model)
     summary.manifest = {"model": model.metadata}
     return summary

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_spark.app.progress import task_progress
+from recsys_spark.app.warm_start import warm_start_plan
 from recsys_spark.config import Config
 from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
@@ -27,7 +28,7 @@ from recsys_spark.errors import ConfigError
 from recsys_spark.evaluation.stability import item_similar_stability, user_recs_stability
 from recsys_spark.faults import fail_first_attempt, fault_point
 from recsys_spark.models.factor_model import FactorModel
-from recsys_spark.models.registry import train_model
+from recsys_spark.models.registry import train_model, with_resolved_kind
 from recsys_spark.serving.rules import RULE_COLUMNS, Rules, build_rules, item_pools, served_users
 from recsys_spark.serving.scoring import recommend
 from recsys_spark.serving.similarity import similar_items
@@ -206,9 +207,12 @@ def item_features(spark: SparkSession, cfg: Config, kinds: list[str] | None = No
                                       cfg.input)
 
 
-def train(spark: SparkSession, cfg: Config, prepared: PreparedData) -> FactorModel:
-    """Train model.kind on the prepared data, with item features when the trainer uses them."""
-    return train_model(prepared, cfg, item_features(spark, cfg))
+def train(spark: SparkSession, cfg: Config, prepared: PreparedData, layout: DateLayout | None = None) -> FactorModel:
+    """Train model.kind on the prepared data, with item features when the trainer uses them; with the
+    run's `layout`, warm-started as model.warm_start says (app/warm_start.py)."""
+    cfg = with_resolved_kind(cfg, prepared.n_items)  # auto warm-starts when it trains wals
+    warm = None if layout is None else warm_start_plan(spark, cfg, layout)
+    return train_model(prepared, cfg, item_features(spark, cfg), warm)
 
 
 # -- score and similar -----------------------------------------------------------------------

@@ -19,6 +19,8 @@ from recsys_spark.config.checks import ConfigError, _check_choice, _check_min
 # The model section lives in its own module; callers import every section from here.
 from recsys_spark.config.model import (  # noqa: F401
     MODEL_KINDS,
+    WARM_START_KINDS,
+    WARM_START_MODES,
     AlsConfig,
     AutoencoderConfig,
     ContentConfig,
@@ -455,9 +457,12 @@ def build(cls, data: Any, prefix: str):
         if key not in names:
             raise ConfigError(f"unknown config key {prefix}{key}; known keys here: {', '.join(names)}")
     kwargs = {}
-    for name in names:
-        if name in data:
-            kwargs[name] = _coerce(hints[name], data[name], prefix + name)
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if isinstance(value, bool) and "booleans" in f.metadata:  # YAML 1.1 reads off/on (no/yes) as false/true
+                value = f.metadata["booleans"][value]
+            kwargs[f.name] = _coerce(hints[f.name], value, prefix + f.name)
     try:
         return cls(**kwargs)
     except TypeError as exc:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from recsys_spark.config.checks import _check_choice, _check_fraction, _check_min
+from recsys_spark.errors import ConfigError
 from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 
 
@@ -42,6 +43,7 @@ class WalsConfig:
     bm25_b: float = 0.75
     cg_steps: int = 3  # conjugate-gradient iterations per half-step (warm-started)
     init_stddev: float = 0.01
+    tolerance: float = 1e-4  # stop when an iteration lowers the loss by less than this share; 0: always `iterations`
 
     def __post_init__(self):
         _check_choice("model.wals.confidence", self.confidence, CONFIDENCE_SCHEMES)
@@ -54,6 +56,7 @@ class WalsConfig:
         _check_min("model.wals.alpha", self.alpha, 0.0)
         _check_min("model.wals.epsilon", self.epsilon, 0.0, strict=True)
         _check_min("model.wals.init_stddev", self.init_stddev, 0.0, strict=True)
+        _check_min("model.wals.tolerance", self.tolerance, 0.0)
 
 
 @dataclass
@@ -154,6 +157,7 @@ class ModelConfig:
     kind: str = "auto"  # auto: ease when its items x items matrices fit train.driver_max_bytes, else wals
     rank: int = 64
     seed: int = 42
+    warm_start: str = field(default="auto", metadata={"booleans": ("off", "on")})  # off | auto | on (README, Warm start)
     als: AlsConfig = field(default_factory=AlsConfig)
     wals: WalsConfig = field(default_factory=WalsConfig)
     mf: MfConfig = field(default_factory=MfConfig)
@@ -165,6 +169,10 @@ class ModelConfig:
     def __post_init__(self):
         _check_choice("model.kind", self.kind, MODEL_KINDS)
         _check_min("model.rank", self.rank, 1)
+        _check_choice("model.warm_start", self.warm_start, WARM_START_MODES)
+        if self.warm_start == "on" and self.kind not in WARM_START_KINDS + ("auto",):  # auto: when it trains wals
+            raise ConfigError(f"model.warm_start=on needs model.kind {' or '.join(WARM_START_KINDS)} (got {self.kind}); "
+                              "set model.warm_start to auto or off")
 
     def uses_item_features(self, kind: str | None = None) -> bool:
         """Whether training `kind` (default model.kind) reads model.content.features_path."""
@@ -172,4 +180,6 @@ class ModelConfig:
         return kind == "content" or (kind == "two_tower" and self.two_tower.item_features)
 
 
+WARM_START_MODES = ("off", "auto", "on")
+WARM_START_KINDS = ("wals",)  # trainers that accept initial factors
 MODEL_KINDS = ("auto", "als", "wals", "mf", "two_tower", "autoencoder", "content", "ease", "popularity")

@@ -100,11 +100,15 @@ def initial_factors(n_rows: int, rank: int, stddev: float, seed: tuple[int, int]
 
 def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_items: int, rank: int,
         iterations: int, reg: float, unobserved_weight: float, reg_exponent: float, cg_steps: int,
-        init_stddev: float, seed: int, on_iteration=None) -> tuple[np.ndarray, np.ndarray, list]:
+        init_stddev: float, seed: int, on_iteration=None, initial: tuple[np.ndarray, np.ndarray] | None = None,
+        tolerance: float = 0.0) -> tuple[np.ndarray, np.ndarray, list]:
     """Alternate user and item half-steps; returns (user_factors, item_factors, history).
 
     history holds one {"iteration", "loss", "seconds"} per iteration; `on_iteration(entry)` is
-    called after each one (for logging).
+    called after each one (for logging). `initial` (user, item factor matrices) replaces the
+    seeded Gaussian start (a warm start). With tolerance > 0 training stops after the first
+    iteration whose relative loss decrease (previous - loss) / previous is below it, the first
+    iteration compared with the loss of the starting factors; `iterations` is the cap.
     """
     w0 = tf.constant(unobserved_weight, tf.float32)
     steps = tf.constant(cg_steps, tf.int32)
@@ -112,8 +116,15 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
     item_reg = row_regularization(np.bincount(items, minlength=n_items), n_users, reg, unobserved_weight, reg_exponent)
     by_user = SortedNonzeros.build(users, items, conf, user_reg)
     by_item = SortedNonzeros.build(items, users, conf, item_reg)
-    x = initial_factors(n_users, rank, init_stddev, (seed, 1))
-    y = initial_factors(n_items, rank, init_stddev, (seed, 2))
+    if initial is None:
+        x = initial_factors(n_users, rank, init_stddev, (seed, 1))
+        y = initial_factors(n_items, rank, init_stddev, (seed, 2))
+    else:
+        x, y = (tf.constant(np.asarray(m, np.float32)) for m in initial)
+        if tuple(x.shape) != (n_users, rank) or tuple(y.shape) != (n_items, rank):
+            raise ValueError(f"initial factors {tuple(x.shape)}, {tuple(y.shape)} do not fit "
+                             f"{n_users} users, {n_items} items at rank {rank}")
+    previous = float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0)) if tolerance > 0 else None
     history = []
     for iteration in range(1, iterations + 1):
         started = time.perf_counter()
@@ -125,4 +136,13 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
         history.append(entry)
         if on_iteration is not None:
             on_iteration(entry)
+        if previous is not None and converged(previous, value, tolerance):
+            break
+        previous = value
     return x.numpy(), y.numpy(), history
+
+
+def converged(previous: float, current: float, tolerance: float) -> bool:
+    """Whether an iteration that took the loss from `previous` to `current` decreased it by less than
+    `tolerance` relative to `previous` (an increase counts as converged too)."""
+    return previous - current < tolerance * abs(previous)

@@ -12,11 +12,12 @@ import time
 
 from pyspark.sql import DataFrame
 
-from recsys_spark.config import MODEL_KINDS, Config
+from recsys_spark.config import MODEL_KINDS, WARM_START_KINDS, Config
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import TooFewIdsError
 from recsys_spark.models import autoencoder, content, ease, mf, popularity, spark_als, two_tower, wals
 from recsys_spark.models.factor_model import FactorModel
+from recsys_spark.models.warm_start import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ def with_resolved_kind(cfg: Config, n_items: int) -> Config:
     return cfg if kind == cfg.model.kind else dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
 
 
-def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None) -> FactorModel:
+def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = None,
+                warm: WarmStart | None = None) -> FactorModel:
     """Train the model named by cfg.model.kind on prepared interactions (at least two users and two
-    items: TooFewIdsError otherwise)."""
+    items: TooFewIdsError otherwise), from `warm.model` when it has one (WARM_START_KINDS only); the
+    metadata's "warm_start" records `warm` when given."""
     require_two_users_and_items(prepared, cfg)
     kind = resolve_kind(cfg.model.kind, prepared.n_items, cfg.train.driver_max_bytes)
     if kind != cfg.model.kind:
@@ -59,7 +62,12 @@ def train_model(prepared: PreparedData, cfg: Config, item_features: DataFrame | 
                  kind, prepared.n_items, ease.driver_bytes(prepared.n_items) / 2**30, cfg.train.driver_max_bytes / 2**30)
     started = time.time()
     log.info("train: %s on %d interactions, rank %d", kind, prepared.stats.get("interactions", -1), cfg.model.rank)
-    model = TRAINERS[kind](prepared, cfg.model, cfg.train, item_features)
+    if warm is not None and warm.model is not None and kind in WARM_START_KINDS:
+        model = TRAINERS[kind](prepared, cfg.model, cfg.train, item_features, initial=warm.model)
+    else:
+        model = TRAINERS[kind](prepared, cfg.model, cfg.train, item_features)
+    if warm is not None:
+        model.metadata["warm_start"] = {**warm.record(), **model.metadata.get("warm_start", {})}
     seconds = time.time() - started
     model.metadata.setdefault("kind", kind)
     model.metadata["train_seconds"] = round(seconds, 3)

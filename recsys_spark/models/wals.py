@@ -11,6 +11,7 @@ reg * (count + unobserved_weight * catalog) ** reg_exponent.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -19,16 +20,24 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.kernels.confidence import auto_confidence, auto_unobserved_weight, bm25_statistics, confidence
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
+from recsys_spark.models.warm_start import aligned_factors
 
 log = logging.getLogger(__name__)
 
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
-          item_features=None) -> FactorModel:
-    """Fit WALS on the prepared interactions; metadata records params, loss and seconds per iteration."""
+          item_features=None, initial: FactorModel | None = None) -> FactorModel:
+    """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start);
+    metadata records params, loss and seconds per iteration (and the warm start's id counts)."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes,
                                 bytes_per_interaction(model_cfg.rank))
-    user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed)
+    started = time.perf_counter()
+    start, counts = (None, None) if initial is None else warm_factors(initial, prepared, model_cfg)
+    if counts is not None:
+        counts["seconds"] = round(time.perf_counter() - started, 3)
+    user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start)
+    if counts is not None:
+        metadata["warm_start"] = counts
     return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
 
 
@@ -39,8 +48,22 @@ def bytes_per_interaction(rank: int) -> int:
     return 128 + 12 * rank
 
 
-def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Driver-side WALS on COO interactions: (user_factors, item_factors, metadata)."""
+def warm_factors(initial: FactorModel, prepared: PreparedData, model_cfg: ModelConfig):
+    """(user rows, item rows) for the prepared indexes from `initial`, new ids seeded as a cold start
+    seeds them, and the kept/new/dropped counts (models/warm_start.py)."""
+    from recsys_spark.kernels import wals_tf
+
+    cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
+    fill_users = wals_tf.initial_factors(prepared.n_users, rank, cfg.init_stddev, (seed, 1)).numpy()
+    fill_items = wals_tf.initial_factors(prepared.n_items, rank, cfg.init_stddev, (seed, 2)).numpy()
+    users, items, counts = aligned_factors(initial, prepared.user_ids, prepared.item_ids, fill_users, fill_items)
+    return (users, items), counts
+
+
+def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int,
+                     initial: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Driver-side WALS on COO interactions, from `initial` (user, item) factors when given:
+    (user_factors, item_factors, metadata)."""
     from recsys_spark.kernels import wals_tf  # TensorFlow loads only when this trainer runs
 
     foldin = foldin_parameters(data, cfg)
@@ -58,8 +81,10 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int) 
 
     user_factors, item_factors, history = wals_tf.fit(
         data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
-        foldin["unobserved_weight"], cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress)
-    metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin)
+        foldin["unobserved_weight"], cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress,
+        initial=initial, tolerance=cfg.tolerance)
+    metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin,
+                              iterations_run=len(history))
     return user_factors, item_factors, metadata
 
 

@@ -14,6 +14,8 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.errors import NotFoundError
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.storage import fs
+from recsys_spark.storage.layout import DateLayout
+from recsys_spark.storage.publish import published_dates, published_manifest, published_run
 
 MODEL_METADATA = "metadata.json"
 PREPARED_METADATA = "prepared.json"
@@ -41,6 +43,24 @@ def load_model(spark: SparkSession, path: str) -> FactorModel:
     return FactorModel(user_factors=spark.read.parquet(f"{path}/user_factors"),
                        item_factors=spark.read.parquet(f"{path}/item_factors"),
                        metadata=read_json(spark, f"{path}/{MODEL_METADATA}"))
+
+
+def earlier_published_model(spark: SparkSession, root: str, run_date: str) -> dict | None:
+    """The model of the newest date published before `run_date` that kept one, as {run_date, run_id,
+    path}, or None. A nightly run keeps its model in the run (`_runs/D/RUN/model`); a run published
+    stage by stage names it in its manifest (`model_dir`)."""
+    for date in reversed(published_dates(spark, root)):
+        if date >= run_date:
+            continue
+        layout = DateLayout(root, date)
+        run_id = published_run(spark, layout)
+        if run_id is None:
+            continue
+        candidates = [f"{layout.run(run_id)}/model", (published_manifest(spark, layout) or {}).get("model_dir")]
+        for path in candidates:
+            if path and fs.exists(spark, f"{path}/{MODEL_METADATA}"):
+                return {"run_date": date, "run_id": run_id, "path": path}
+    return None
 
 
 def save_prepared(prepared: PreparedData, path: str) -> None:

@@ -1,0 +1,193 @@
+"""Warm vs cold start of the nightly WALS model over a simulated sequence of days.
+
+    .venv/bin/python scripts/bench_warm_start.py [--data ../shared/data/ml-100k] [--days 6] [--set KEY=VALUE ...]
+
+Protocol. The interactions (MovieLens 100K u.data, every rating a positive interaction of weight 1
+as in bench_models.py; and a generated stream from recsys_spark/data/sample_data.py, 2000 users,
+800 items, 60k draws, seed 7, timestamps uniform over 180 days) are cut by timestamp: day 0 is
+the first 60% of the time span, and each of `--days` later days adds an equal share of the rest;
+a day's input is everything up to its cut. A fixed hold-out is taken once from the whole stream
+(recsys_spark.data.split.random_split: 20% of each user with at least 5 interactions, seed 42):
+a day trains on the other rows up to its cut and is evaluated (NDCG@10 of its top 10, seen items
+excluded, recsys_spark.evaluation.metrics.ranking_metrics) on the held-out rows up to its cut whose
+user and item it knows. Day 0 has no earlier model, so both sequences start from the same cold
+model; from day 1 on the cold sequence trains from random factors every day (model.warm_start=off)
+and the warm one from the previous day's model (what `recsys-spark run` with model.warm_start=auto
+does when the previous date is published). Churn: 1 - mean overlap of consecutive days' top 10
+per user (recsys_spark/evaluation/stability.py, as in the manifest). The same functions as the
+nightly run: data.prepare.prepare, models.registry.train_model (with models.warm_start.WarmStart),
+serving.scoring.recommend, serving.tables.user_recs_table. Train seconds are train_model's
+(collecting the interactions, reconciling ids, fitting); before each day's two fits one untimed
+iteration compiles TensorFlow's XLA kernels for the day's shapes, so neither mode is charged for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
+    parser.add_argument("--days", type=int, default=6, help="days after day 0 (default 6)")
+    parser.add_argument("--datasets", default="movielens,generated", help="comma-separated: movielens, generated")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from recsys_spark.app.session import build_session
+    from recsys_spark.config import SparkConfig
+    from recsys_spark.data.sample_data import generate_interactions
+
+    spark = build_session(SparkConfig(master="local[2]", app_name="bench-warm-start", conf={
+        "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
+        "spark.driver.memory": "4g", "spark.ui.enabled": "false"}))
+    datasets = []
+    u_data = Path(args.data) / "u.data"
+    wanted = args.datasets.split(",")
+    if "movielens" not in wanted:
+        pass
+    elif u_data.is_file():
+        ml = pd.read_csv(u_data, sep="\t", names=["user_id", "item_id", "weight", "ts"]).assign(weight=1.0)
+        datasets.append(("MovieLens 100K", ml))
+    else:
+        print(f"skipped MovieLens: {u_data} not found (pass --data DIR)")
+    if "generated" in wanted:
+        datasets.append(("generated (2000 users, 800 items, 60k draws, seed 7)",
+                         generate_interactions(n_users=2000, n_items=800, n_interactions=60_000, seed=7)))
+    print("command: python scripts/bench_warm_start.py" + f" --days {args.days} --datasets {args.datasets}"
+          + "".join(f" --set {o}" for o in args.overrides))
+    for title, raw in datasets:
+        table = run_days(spark, raw, args.days, args.overrides)
+        print(f"\n{title}\n{markdown(table)}\n{summary(table)}", flush=True)
+    spark.stop()
+
+
+def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.DataFrame:
+    """Train, score and evaluate days 0..days cold and warm; one row per day."""
+    from recsys_spark.config import load_config
+
+    start, end = raw.ts.min(), raw.ts.max()
+    cuts = [start + (end - start) * (0.6 + 0.4 * d / days) for d in range(days + 1)]
+    cuts[-1] = end
+    cold_cfg = load_config(None, ["model.warm_start=off", *overrides])
+    warm_cfg = load_config(None, ["model.warm_start=auto", *overrides])
+    train_rows, test_rows = hold_out(spark, raw)
+    rows, previous = [], {"cold": None, "warm": None}
+    for day, cut in enumerate(cuts):
+        prepared = prepare_day(spark, train_rows[train_rows.ts <= cut])
+        test = known_test(spark, prepared, test_rows[test_rows.ts <= cut])
+        compile_for_shapes(prepared, cold_cfg)
+        row = {"day": day, "interactions": prepared.stats["interactions"], "users": prepared.n_users,
+               "items": prepared.n_items, "test pairs": test.count()}
+        for mode, cfg in (("cold", cold_cfg), ("warm", warm_cfg)):
+            if day == 0 and mode == "warm":
+                result = previous["cold"]  # no earlier model: the warm sequence starts from the cold day 0
+            else:
+                result = day_result(spark, prepared, cfg, test, previous[mode], mode == "warm")
+            previous[mode] = result
+            row.update({f"{mode} {k}": v for k, v in result.items() if k in ("iterations", "fit s", "reconcile s",
+                                                                           "train s", "ndcg@10", "churn")})
+        rows.append(row)
+        print(row, flush=True)
+    return pd.DataFrame(rows)
+
+
+def hold_out(spark, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train rows, held-out rows) of the whole stream: random_split over its distinct (user, item)
+    pairs; every row of a held-out pair is held out."""
+    from recsys_spark.data.split import random_split
+
+    pairs = raw[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True)
+    indexed = pd.DataFrame({"user_index": pd.factorize(pairs.user_id)[0].astype("int32"),
+                            "item_index": pd.factorize(pairs.item_id)[0].astype("int32"),
+                            "weight": 1.0, "ts": pairs.index.astype("int64")})  # ts carries the pair's number
+    _, test = random_split(spark.createDataFrame(indexed), fraction=0.2, min_history=5, seed=42)
+    held_pairs = pairs.loc[test.select("ts").toPandas().ts].assign(_held=True)
+    held = raw.merge(held_pairs, on=["user_id", "item_id"], how="left")["_held"].fillna(False).to_numpy(bool)
+    return raw[~held], raw[held]
+
+
+def known_test(spark, prepared, held: pd.DataFrame):
+    """Held-out (user_id, item_id) pairs whose user and item the day's model knows."""
+    users = set(prepared.user_ids.toPandas().user_id)
+    items = set(prepared.item_ids.toPandas().item_id)
+    pairs = held[held.user_id.isin(users) & held.item_id.isin(items)][["user_id", "item_id"]].drop_duplicates()
+    return spark.createDataFrame(pairs.assign(weight=1.0)).persist()
+
+
+def prepare_day(spark, upto: pd.DataFrame):
+    from recsys_spark.config import PrepareConfig
+    from recsys_spark.data.prepare import prepare
+
+    prepared = prepare(spark.createDataFrame(upto[["user_id", "item_id", "weight", "ts"]]), PrepareConfig())
+    prepared.interactions = prepared.interactions.persist()
+    return prepared
+
+
+def compile_for_shapes(prepared, cfg) -> None:
+    """One untimed WALS iteration on the day's data: XLA compiles per shape, once per process and day."""
+    from recsys_spark.config import WalsConfig
+    from recsys_spark.models.driver_data import collect_interactions
+    from recsys_spark.models.wals import fit_interactions
+
+    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items)
+    params = {k: v for k, v in vars(cfg.model.wals).items() if k not in ("iterations", "tolerance")}
+    fit_interactions(data, WalsConfig(**params, iterations=1, tolerance=0.0), cfg.model.rank, cfg.model.seed)
+
+
+def day_result(spark, prepared, cfg, test, previous: dict | None, warm: bool) -> dict:
+    from recsys_spark.evaluation.metrics import ranking_metrics
+    from recsys_spark.evaluation.stability import user_recs_stability
+    from recsys_spark.models.registry import train_model
+    from recsys_spark.models.warm_start import WarmStart
+    from recsys_spark.serving.scoring import recommend
+    from recsys_spark.serving.tables import user_recs_table
+
+    plan = WarmStart("auto", previous["model"], {"run_date": "previous day"}) if warm and previous else None
+    model = train_model(prepared, cfg, None, plan)
+    model.user_factors.persist().count()
+    model.item_factors.persist().count()
+    seconds = model.metadata["train_seconds"]
+    recs = user_recs_table(recommend(model, prepared.interactions, cfg.score), model.kind).persist()
+    recs.count()
+    values = {(r.metric, r.k): r.value for r in ranking_metrics(recs, test, [10])}
+    churn = None
+    if previous is not None:
+        churn = user_recs_stability(recs, previous["recs"], cfg.score.top_n)["churn"]
+    fit = round(sum(h["seconds"] for h in model.metadata["history"]), 2)
+    reconcile = (model.metadata.get("warm_start") or {}).get("seconds", 0.0)
+    return {"model": model, "recs": recs, "iterations": model.metadata["iterations_run"], "fit s": fit,
+            "reconcile s": reconcile, "train s": seconds,
+            "ndcg@10": round(values[("ndcg", 10)], 4), "churn": None if churn is None else round(churn, 4)}
+
+
+def summary(table: pd.DataFrame) -> str:
+    later = table[table.day > 0]
+    cold_s, warm_s = later["cold train s"].sum(), later["warm train s"].sum()
+    return (f"days 1..{int(table.day.max())}: mean NDCG@10 cold {later['cold ndcg@10'].mean():.4f}, "
+            f"warm {later['warm ndcg@10'].mean():.4f} (warm - cold {np.mean(later['warm ndcg@10'] - later['cold ndcg@10']):+.4f},"
+            f" worst day {np.min(later['warm ndcg@10'] - later['cold ndcg@10']):+.4f}); "
+            f"train seconds cold {cold_s:.1f}, warm {warm_s:.1f} (warm/cold {warm_s / cold_s:.2f}); "
+            f"fit seconds cold {later['cold fit s'].sum():.1f}, warm {later['warm fit s'].sum():.1f}; "
+            f"iterations cold {later['cold iterations'].mean():.1f}, warm {later['warm iterations'].mean():.1f}; "
+            f"mean churn cold {later['cold churn'].dropna().mean():.4f}, warm {later['warm churn'].dropna().mean():.4f}")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    rows = [list(table.columns), ["---"] * len(table.columns)] + table.astype(str).values.tolist()
+    return "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
+
+
+if __name__ == "__main__":
+    main()
