@@ -65,7 +65,7 @@ def _info_log():
 
 @pytest.fixture(scope="module")
 def nightly(spark, tmp_path_factory):
-    """Three dates, same training input: the default model (WALS) on 2026-01-01, popularity on
+    """Three dates, same training input: WALS on 2026-01-01, popularity on
     2026-01-02, Spark ALS on 2026-01-03; and the log of the first."""
     tmp = tmp_path_factory.mktemp("e2e")
     interactions = generate_interactions(n_users=600, n_items=200, n_interactions=24000, seed=5)
@@ -74,7 +74,8 @@ def nightly(spark, tmp_path_factory):
     train.to_csv(source, index=False)
     out = tmp / "warehouse"
     with _info_log() as log_lines:
-        assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-01", *FAST]) == 0
+        assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-01",
+                     "--set", "model.kind=wals", *FAST]) == 0
     first = _files(out / "user_recs" / "run_date=2026-01-01")
     assert main(["run", "--input", str(source), "--output", str(out), "--run-date", "2026-01-02",
                  "--set", "model.kind=popularity", "--quiet"]) == 0

@@ -73,11 +73,11 @@ def test_default_space_and_seeded_samples():
     assert {"model.wals.reg", "model.wals.reg_exponent", "model.wals.unobserved_weight", "model.rank",
             "model.wals.confidence", "model.wals.alpha"} <= set(space)
     assert space["model.wals.confidence"] == list(CONFIDENCE_SCHEMES)
-    cfg = load_config(None, ["tune.method=halving", "tune.trials=40"])
+    cfg = load_config(None, ["model.kind=wals", "tune.method=halving", "tune.trials=40"])
     points = search_points(cfg)
     assert points == search_points(cfg) and len(points) == 40
-    assert points[0] == {"model.wals.reg": 0.02, "model.wals.reg_exponent": 1.0, "model.wals.unobserved_weight": 1.0,
-                         "model.rank": 64, "model.wals.confidence": "linear", "model.wals.alpha": 2.0}
+    assert points[0] == {"model.wals.reg": 0.02, "model.wals.reg_exponent": 1.0, "model.wals.unobserved_weight": None,
+                         "model.rank": 64, "model.wals.confidence": "auto", "model.wals.alpha": 2.0}
     regs = [p["model.wals.reg"] for p in points[1:]]
     assert all(0.003 <= r <= 0.1 for r in regs)
     assert sum(r < 0.0173 for r in regs) > 12  # log scale: about half below the geometric mean 0.0173
@@ -97,7 +97,7 @@ def test_tune_config_checks():
 
 
 def test_stale_reason_by_age_space_and_kind():
-    cfg = load_config(None, ["tune.nightly=true", "tune.max_age_days=7"])
+    cfg = load_config(None, ["model.kind=wals", "tune.nightly=true", "tune.max_age_days=7"])
     record = {"model_kind": "wals", "params": {"model.wals.reg": 0.01}, "tuned_on": "2026-03-01",
               "space": space_record(cfg), "objective": "ndcg@10"}
     assert stale_reason(record, cfg, "2026-03-07") is None  # 6 days old
@@ -107,7 +107,7 @@ def test_stale_reason_by_age_space_and_kind():
     assert "search space changed" in stale_reason({**record, "space": {}}, cfg, "2026-03-02")
 
 
-FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false",
+FAST = ["--set", "model.kind=wals", "--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false",
         "--set", "tune.nightly=true", "--set", "tune.trials=3",
         "--set", "tune.params={model.wals.reg: {low: 0.003, high: 0.1, log: true}, model.wals.unobserved_weight: "
                  "[0.1, 1.0]}", "--quiet"]

@@ -8,7 +8,7 @@ import pytest
 from recsys_spark.app.cli import main
 from recsys_spark.data.sample_data import generate_interactions
 
-FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false", "--quiet"]
+FAST = ["--set", "model.kind=wals", "--set", "model.rank=8", "--set", "model.wals.iterations=5", "--set", "similar.enabled=false", "--quiet"]
 
 
 @pytest.fixture(scope="module")

@@ -164,7 +164,7 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
                                                      "dropped": len(old_items) - kept_items}
 
 
-FAST = ["--set", "model.rank=8", "--set", "model.wals.iterations=15", "--set", "similar.enabled=false", "--quiet"]
+FAST = ["--set", "model.kind=wals", "--set", "model.rank=8", "--set", "model.wals.iterations=15", "--set", "similar.enabled=false", "--quiet"]
 
 
 def test_the_second_date_warm_starts_from_the_first_and_the_manifest_names_it(spark, tmp_path):
