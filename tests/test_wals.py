@@ -214,7 +214,7 @@ def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
     n = prepared.stats["interactions"]
     # Budget above the collected arrays (12 B each) but below what training needs at rank 8.
     budget = n * (BYTES_PER_INTERACTION + bytes_per_interaction(8)) // 2
-    cfg = Config(model=ModelConfig(rank=8), train=TrainConfig(driver_max_bytes=budget))
+    cfg = Config(model=ModelConfig(kind="wals", rank=8), train=TrainConfig(driver_max_bytes=budget))
     with pytest.raises(DriverMemoryError, match="raise train.driver_max_bytes"):
         train_model(prepared, cfg)
     cfg.train.driver_max_bytes = n * bytes_per_interaction(8)

@@ -133,7 +133,8 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
     users, items = sorted(frame.user_id.unique()), sorted(frame.item_id.unique())
     earlier = frame[~frame.user_id.isin(users[:5]) & ~frame.item_id.isin(items[:3])]  # today adds 5 users, 3 items
     later = frame[~frame.user_id.isin(users[-4:]) & ~frame.item_id.isin(items[-2:])]  # and drops 4 users, 2 items
-    cfg = ModelConfig(rank=4, seed=3, wals=WalsConfig(iterations=2, tolerance=0.0))
+    cfg = ModelConfig(kind="wals", rank=4, seed=3, wals=WalsConfig(iterations=2, tolerance=0.0, confidence="linear",
+                                                                unobserved_weight=1.0))
     old = wals.train(prepared_from_pandas(spark, earlier), cfg, TrainConfig())
     prepared = prepared_from_pandas(spark, later)
     model = wals.train(prepared, cfg, TrainConfig(), initial=old)
@@ -212,11 +213,11 @@ def test_the_second_date_warm_starts_from_the_first_and_the_manifest_names_it(sp
     later = DateLayout(str(out), "2026-05-03")
     assert warm_start_plan(spark, load_config(None, ["model.warm_start=off"]), later).record() == {
         "mode": "off", "used": False, "source": None, "reason": "model.warm_start is off"}
-    plan = warm_start_plan(spark, load_config(None, ["model.rank=8"]), later)
+    plan = warm_start_plan(spark, load_config(None, ["model.kind=wals", "model.rank=8"]), later)
     assert plan.model is not None and plan.source["run_date"] == "2026-05-02"
-    rerun = warm_start_plan(spark, load_config(None, ["model.rank=8"]), DateLayout(str(out), "2026-05-01"))
+    rerun = warm_start_plan(spark, load_config(None, ["model.kind=wals", "model.rank=8"]), DateLayout(str(out), "2026-05-01"))
     assert rerun.model is None and "no model published before 2026-05-01" in rerun.reason
-    other = warm_start_plan(spark, load_config(None, ["model.rank=16", "model.warm_start=on"]), later)
+    other = warm_start_plan(spark, load_config(None, ["model.kind=wals", "model.rank=16", "model.warm_start=on"]), later)
     assert other.model is None and "latent dimension is 8, not model.rank 16" in other.reason
 
 
