@@ -352,3 +352,15 @@ def test_auto_kind_is_ease_while_its_matrices_fit_the_budget_then_wals(spark):
     cfg.train.driver_max_bytes = driver_bytes(prepared.n_items) - 1
     cfg.model.wals.iterations = 1
     assert train_model(prepared, cfg).kind == "wals"
+
+
+def test_autoencoder_weights_are_unit_free_when_not_binary():
+    from recsys_spark.models.autoencoder import fit_autoencoder
+
+    data = _index(generate_interactions(60, 40, 600, seed=12))
+    cfg = AutoencoderConfig(epochs=3, binary=False)
+    hours = Interactions(data.users, data.items, data.weights * 3600.0, data.n_users, data.n_items)  # same data in seconds
+    first, scaled = fit_autoencoder(data, 4, cfg, seed=2), fit_autoencoder(hours, 4, cfg, seed=2)
+    np.testing.assert_allclose(first.item_factors, scaled.item_factors, rtol=1e-4, atol=1e-5)
+    binary = fit_autoencoder(data, 4, AutoencoderConfig(epochs=3), seed=2)
+    assert not np.allclose(first.item_factors, binary.item_factors, atol=1e-4)  # the weights still matter
