@@ -4,7 +4,8 @@
   once) when the run reaches `fault_point(<point>)`. Points: audited (tables staged, audited and
   sealed with the manifest, not yet published), publish_swap (inside publish, after the first
   table's switch), publish_current (rename mode: both tables switched, `current` not yet;
-  pointer mode: `current` switched, the partitions not yet converted).
+  pointer mode: `current` switched, the partitions not yet converted), published (the date's
+  directories switched, its catalog partitions, with output.database, not yet added).
 - RECSYS_SPARK_FAULT=task_fails_once: the first attempt of the first task writing user_recs raises,
   so Spark's retry (local[N,2] or spark.task.maxFailures) must produce the same output.
 """

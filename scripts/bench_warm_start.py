@@ -3,8 +3,9 @@
     .venv/bin/python scripts/bench_warm_start.py [--data ../shared/data/ml-100k] [--days 6] [--set KEY=VALUE ...]
 
 Protocol. The interactions (MovieLens 100K u.data, every rating a positive interaction of weight 1
-as in bench_models.py; and a generated stream from recsys_spark/data/sample_data.py, 2000 users,
-800 items, 60k draws, seed 7, timestamps uniform over 180 days) are cut by timestamp: day 0 is
+as in bench_models.py; and two generated streams from recsys_spark/data/sample_data.py, timestamps
+uniform over 180 days: `generated`, 2000 users, 800 items, 60k draws, seed 7, and `large`, 20,000
+users, 4,000 items, 1M draws, seed 7, where the fit outweighs the fixed costs) are cut by timestamp: day 0 is
 the first 60% of the time span, and each of `--days` later days adds an equal share of the rest;
 a day's input is everything up to its cut. A fixed hold-out is taken once from the whole stream
 (recsys_spark.data.split.random_split: 20% of each user with at least 5 interactions, seed 42):
@@ -13,7 +14,8 @@ excluded, recsys_spark.evaluation.metrics.ranking_metrics) on the held-out rows 
 user and item it knows. Day 0 has no earlier model, so both sequences start from the same cold
 model; from day 1 on the cold sequence trains from random factors every day (model.warm_start=off)
 and the warm one from the previous day's model (what `recsys-spark run` with model.warm_start=auto
-does when the previous date is published). Churn: 1 - mean overlap of consecutive days' top 10
+does when the previous date is published); both train model.kind=wals (model.kind=auto would pick
+EASE for these catalogs, which has no warm start). Churn: 1 - mean overlap of consecutive days' top 10
 per user (recsys_spark/evaluation/stability.py, as in the manifest). The same functions as the
 nightly run: data.prepare.prepare, models.registry.train_model (with models.warm_start.WarmStart),
 serving.scoring.recommend, serving.tables.user_recs_table. Train seconds are train_model's
@@ -39,7 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--days", type=int, default=6, help="days after day 0 (default 6)")
-    parser.add_argument("--datasets", default="movielens,generated", help="comma-separated: movielens, generated")
+    parser.add_argument("--datasets", default="movielens,generated,large",
+                        help="comma-separated: movielens, generated, large")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -65,6 +68,9 @@ def main() -> None:
     if "generated" in wanted:
         datasets.append(("generated (2000 users, 800 items, 60k draws, seed 7)",
                          generate_interactions(n_users=2000, n_items=800, n_interactions=60_000, seed=7)))
+    if "large" in wanted:
+        datasets.append(("large generated (20,000 users, 4,000 items, 1M draws, seed 7)",
+                         generate_interactions(n_users=20_000, n_items=4_000, n_interactions=1_000_000, seed=7)))
     print("command: python scripts/bench_warm_start.py" + f" --days {args.days} --datasets {args.datasets}"
           + "".join(f" --set {o}" for o in args.overrides))
     for title, raw in datasets:
@@ -80,8 +86,8 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.Da
     start, end = raw.ts.min(), raw.ts.max()
     cuts = [start + (end - start) * (0.6 + 0.4 * d / days) for d in range(days + 1)]
     cuts[-1] = end
-    cold_cfg = load_config(None, ["model.warm_start=off", *overrides])
-    warm_cfg = load_config(None, ["model.warm_start=auto", *overrides])
+    cold_cfg = load_config(None, ["model.kind=wals", "model.warm_start=off", *overrides])
+    warm_cfg = load_config(None, ["model.kind=wals", "model.warm_start=auto", *overrides])
     train_rows, test_rows = hold_out(spark, raw)
     rows, previous = [], {"cold": None, "warm": None}
     for day, cut in enumerate(cuts):

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 
 
-def prepared_from_pandas(spark, frame):
+def prepared_from_pandas(spark, frame, id_type: str = "string"):
     """PreparedData straight from a pandas frame (user_id, item_id, weight): duplicates summed,
-    indexes in id order, as prepare() gives, without its Spark jobs."""
+    indexes in id order, as prepare() gives, without its Spark jobs; ids of Spark type `id_type`."""
     from recsys_spark.data.prepare import PreparedData
 
     merged = frame.groupby(["user_id", "item_id"], as_index=False).weight.sum()
@@ -17,7 +17,7 @@ def prepared_from_pandas(spark, frame):
     return PreparedData(
         spark.createDataFrame(interactions, "user_index int, item_index int, weight double, ts long"),
         spark.createDataFrame(pd.DataFrame({"user_index": np.arange(len(user_ids), dtype=np.int32), "user_id": user_ids}),
-                              "user_index int, user_id string"),
+                              f"user_index int, user_id {id_type}"),
         spark.createDataFrame(pd.DataFrame({"item_index": np.arange(len(item_ids), dtype=np.int32), "item_id": item_ids}),
-                              "item_index int, item_id string"),
+                              f"item_index int, item_id {id_type}"),
         len(user_ids), len(item_ids))

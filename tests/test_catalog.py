@@ -6,10 +6,13 @@ The shared test session is not Hive-enabled, so the catalog runs in subprocesses
 
 1. tests/cli_driver.py: run date 1, run date 2; then it holds its session while a second process
    asks for the metastore (refused at once, before any JVM starts);
-2. tests/cli_driver.py, a fresh session: `sql` (what 1 published), re-publish date 2 from other
-   input with publish.retention_days removing date 1, `sql` again in the same long-lived session
-   (REFRESH TABLE), a failed run of date 2 (input missing) and a query of an unknown table (exit 2);
-3. `recsys-spark sql` in a fresh process: what 2 left.
+2. `recsys-spark run` of date 3, SIGKILLed after its directories are published and before its
+   catalog step (RECSYS_SPARK_FAULT=published);
+3. tests/cli_driver.py, a fresh session: `sql` (what 1 published; date 3 not in the catalog), `clean`
+   (adds date 3's partitions), `sql`, re-publish date 2 from other input with
+   publish.retention_days removing date 1, `sql` again in the same long-lived session (REFRESH
+   TABLE), a failed run of date 2 (input missing) and a query of an unknown table (exit 2);
+4. `recsys-spark sql` in a fresh process: what 3 left.
 """
 
 import json
@@ -26,7 +29,7 @@ from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.errors import ConfigError, MetastoreBusyError, SchemaDriftError
 from recsys_spark.storage import catalog
 
-D1, D2 = "2026-01-01", "2026-01-05"
+D1, D3, D2 = "2026-01-01", "2026-01-04", "2026-01-05"
 DRIVER = Path(__file__).with_name("cli_driver.py")
 SETTINGS = ["--set", "output.database=recsys", "--quiet"]
 FAST = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
@@ -117,16 +120,26 @@ def test_catalog_sees_each_published_run_whole_in_a_fresh_session(inputs):
     assert first.returncode == 0 and "RC [0, 0]\n" in seen, err
     published = _expected(out, D1, D2)
 
+    killed = subprocess.Popen([sys.executable, "-m", "recsys_spark.app.cli", *run("a.csv", D3)],
+                              env={**_env(), "RECSYS_SPARK_FAULT": "published"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, err = killed.communicate(timeout=TIMEOUT)
+    assert killed.returncode == -9, err  # SIGKILLed between the directory switch and the catalog step
+    killed_date = _expected(out, D3)  # its files are published
+
     unknown = ["sql", "SELECT * FROM recsys.nope", "--output", str(out), *SETTINGS]
-    second = _drive([sql, run("b.csv", D2, "--set", "publish.retention_days=2"), sql,
+    clean = ["clean", "--output", str(out), *SETTINGS]
+    second = _drive([sql, clean, sql, run("b.csv", D2, "--set", "publish.retention_days=2"), sql,
                      run("missing.csv", D2), unknown])
     stdout, stderr = second.communicate(timeout=TIMEOUT)
-    assert "RC [0, 0, 0, 1, 2]" in stdout, stderr  # the failed run: input missing; the query: no such table
+    assert "RC [0, 0, 0, 0, 0, 1, 2]" in stdout, stderr  # the failed run: input missing; the query: no such table
     assert "recsys-spark: error: Spark cannot run the query: [TABLE_OR_VIEW_NOT_FOUND]" in stderr
-    after_publish, after_republish = _tables(stdout)
-    assert after_publish == published
+    after_kill, after_clean, after_republish = _tables(stdout)
+    assert after_kill == published  # date 3's files are published, its catalog partitions not
+    assert after_clean == published | killed_date  # clean re-synced the catalog with what is published
     republished = _expected(out, D2)
     assert republished.isdisjoint(published)  # other input: other counts and another run id
+    republished |= killed_date  # retention (2 days before D2) keeps D3
     assert after_republish == republished  # the same long-lived session sees the new run (REFRESH TABLE)
     assert not (out / "_runs" / D1).exists() and not (out / "user_recs" / f"run_date={D1}").exists()
 

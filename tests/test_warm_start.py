@@ -122,7 +122,8 @@ def _loss(x, y, users, items, conf, w0, reg):
                                                                   + (y.astype(np.float64) ** 2).sum()))
 
 
-def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spark):
+@pytest.mark.parametrize("ids_became_text", [False, True])
+def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spark, ids_became_text):
     from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.data.sample_data import generate_interactions
     from recsys_spark.kernels.confidence import confidence
@@ -133,20 +134,24 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
     users, items = sorted(frame.user_id.unique()), sorted(frame.item_id.unique())
     earlier = frame[~frame.user_id.isin(users[:5]) & ~frame.item_id.isin(items[:3])]  # today adds 5 users, 3 items
     later = frame[~frame.user_id.isin(users[-4:]) & ~frame.item_id.isin(items[-2:])]  # and drops 4 users, 2 items
+    if ids_became_text:  # the earlier model has integer ids, today's input the same ids as text
+        earlier = earlier.assign(user_id=earlier.user_id.str[1:].astype(int), item_id=earlier.item_id.str[1:].astype(int))
+        later = later.assign(user_id=later.user_id.str[1:], item_id=later.item_id.str[1:])
     cfg = ModelConfig(kind="wals", rank=4, seed=3, wals=WalsConfig(iterations=2, tolerance=0.0, confidence="linear",
                                                                 unobserved_weight=1.0))
-    old = wals.train(prepared_from_pandas(spark, earlier), cfg, TrainConfig())
+    old = wals.train(prepared_from_pandas(spark, earlier, "bigint" if ids_became_text else "string"), cfg, TrainConfig())
     prepared = prepared_from_pandas(spark, later)
     model = wals.train(prepared, cfg, TrainConfig(), initial=old)
 
     old_users = old.user_factors.toPandas().set_index("user_id").factors
     old_items = old.item_factors.toPandas().set_index("item_id").factors
+    old_users.index, old_items.index = old_users.index.astype(str), old_items.index.astype(str)
     new_users = prepared.user_ids.toPandas().sort_values("user_index").user_id.tolist()
     new_items = prepared.item_ids.toPandas().sort_values("item_index").item_id.tolist()
     cold_x = wals_tf.initial_factors(len(new_users), 4, 0.01, (3, 1)).numpy()
     cold_y = wals_tf.initial_factors(len(new_items), 4, 0.01, (3, 2)).numpy()
-    x0 = np.array([old_users[u] if u in old_users.index else cold_x[r] for r, u in enumerate(new_users)])
-    y0 = np.array([old_items[i] if i in old_items.index else cold_y[r] for r, i in enumerate(new_items)])
+    x0 = np.array([old_users[str(u)] if str(u) in old_users.index else cold_x[r] for r, u in enumerate(new_users)])
+    y0 = np.array([old_items[str(i)] if str(i) in old_items.index else cold_y[r] for r, i in enumerate(new_items)])
     data = prepared.interactions.toPandas()
     conf = confidence(data.user_index.to_numpy(), data.item_index.to_numpy(), data.weight.to_numpy(), "linear",
                       alpha=2.0)
@@ -157,10 +162,10 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
     np.testing.assert_allclose(np.stack(got.loc[new_users].to_numpy()), want_x, rtol=1e-4, atol=1e-6)
     got_items = model.item_factors.toPandas().set_index("item_id").factors
     np.testing.assert_allclose(np.stack(got_items.loc[new_items].to_numpy()), want_y, rtol=1e-4, atol=1e-6)
-    kept = len(set(new_users) & set(old_users.index))
+    kept = len(set(map(str, new_users)) & set(old_users.index))
     assert model.metadata["warm_start"]["users"] == {"kept": kept, "new": len(new_users) - kept,
                                                      "dropped": len(old_users) - kept}
-    kept_items = len(set(new_items) & set(old_items.index))
+    kept_items = len(set(map(str, new_items)) & set(old_items.index))
     assert model.metadata["warm_start"]["items"] == {"kept": kept_items, "new": len(new_items) - kept_items,
                                                      "dropped": len(old_items) - kept_items}
 

@@ -138,7 +138,21 @@ def date_lock(spark: SparkSession, cfg: Config, layout: DateLayout, run_id: str)
     killed or failed runs of the date left behind; yields what was finished and removed."""
     with DateLock(spark, layout.lock, run_id, cfg.publish.lock_stale_seconds):
         finished = repair(spark, layout)
-        yield {"finished": finished, "removed": remove_leftovers(spark, layout)}
+        removed = remove_leftovers(spark, layout)
+        sync_catalog(spark, cfg, layout)
+        yield {"finished": finished, "removed": removed}
+
+
+def sync_catalog(spark: SparkSession, cfg: Config, layout: DateLayout) -> None:
+    """With output.database set: the date's catalog partitions made to match its published run (what a
+    publish killed between its switch and its catalog step, or a metastore that failed then, left
+    undone). Idempotent; every command taking the date's lock runs it after `repair`."""
+    tables = catalog.CatalogTables.of(cfg.output)
+    if tables is None:
+        return
+    published = [] if published_run(spark, layout) is None else \
+        [table for table in TABLES if fs.exists(spark, layout.partition(table))]
+    catalog.publish_partitions(spark, tables, layout, published)
 
 
 def set_checkpoint_dir(spark: SparkSession, cfg: Config, output: str) -> None:
@@ -365,6 +379,7 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
         seal(spark, layout, run_id, manifest)
         fault_point("audited")
         replaced = publish(spark, layout, run_id, resolve_mode(spark, layout.root, cfg.publish.mode))
+        fault_point("published")
         if tables is not None:  # the last step of the publish: the catalog sees the date's partitions
             catalog.publish_partitions(spark, tables, layout, list(staged))
         stage.rows = f"run {run_id}: {table_rows(summary.counts)}"
