@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from recsys_spark.config import Config, ConfigError, _key_parts, parse_param, with_overrides  # noqa: F401 (parse_param, with_overrides: re-exported)
+from recsys_spark.config import Config, ConfigError, key_parts, parse_param, with_overrides  # noqa: F401 (parse_param, with_overrides: re-exported)
 from recsys_spark.config.search_space import DEFAULT_SPACES, RESOURCE_KEYS, is_range
 from recsys_spark.config.secrets import redact
 from recsys_spark.data.prepare import PreparedData
@@ -53,7 +53,7 @@ def search_space(cfg: Config) -> dict:
 def conf_value(cfg: Config, key: str):
     """The value of a dotted conf key (model.wals.reg) in cfg."""
     node = cfg.to_dict()
-    for part in _key_parts(key):
+    for part in key_parts(key):
         node = node[part]
     return node
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,12 +30,11 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
           item_features=None, initial: FactorModel | None = None) -> FactorModel:
     """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start);
     metadata records params, loss and seconds per iteration (and the warm start's id counts)."""
-    data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items, train_cfg.driver_max_bytes,
-                                bytes_per_interaction(model_cfg.rank))
-    started = time.perf_counter()
-    start, counts = (None, None) if initial is None else warm_factors(initial, prepared, model_cfg)
-    if counts is not None:
-        counts["seconds"] = round(time.perf_counter() - started, 3)
+    with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
+        warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
+        data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
+                                    train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank))
+        start, counts = (None, None) if warm is None else warm.result()
     user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start)
     if counts is not None:
         metadata["warm_start"] = counts
@@ -50,13 +50,16 @@ def bytes_per_interaction(rank: int) -> int:
 
 def warm_factors(initial: FactorModel, prepared: PreparedData, model_cfg: ModelConfig):
     """(user rows, item rows) for the prepared indexes from `initial`, new ids seeded as a cold start
-    seeds them, and the kept/new/dropped counts (models/warm_start.py)."""
+    seeds them, and the kept/new/dropped counts with the seconds it took (models/warm_start.py)."""
     from recsys_spark.kernels import wals_tf
+
+    started = time.perf_counter()
 
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
     fill_users = wals_tf.initial_factors(prepared.n_users, rank, cfg.init_stddev, (seed, 1)).numpy()
     fill_items = wals_tf.initial_factors(prepared.n_items, rank, cfg.init_stddev, (seed, 2)).numpy()
     users, items, counts = aligned_factors(initial, prepared.user_ids, prepared.item_ids, fill_users, fill_items)
+    counts["seconds"] = round(time.perf_counter() - started, 3)
     return (users, items), counts
 
 
