@@ -54,7 +54,7 @@ def main() -> None:
 
     spark = build_session(SparkConfig(master="local[2]", app_name="bench-warm-start", conf={
         "spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
-        "spark.driver.memory": "4g", "spark.ui.enabled": "false"}))
+        "spark.driver.memory": "8g", "spark.ui.enabled": "false"}))
     datasets = []
     u_data = Path(args.data) / "u.data"
     wanted = args.datasets.split(",")
@@ -94,6 +94,7 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.Da
         prepared = prepare_day(spark, train_rows[train_rows.ts <= cut])
         test = known_test(spark, prepared, test_rows[test_rows.ts <= cut])
         compile_for_shapes(prepared, cold_cfg)
+        old = dict(previous)
         row = {"day": day, "interactions": prepared.stats["interactions"], "users": prepared.n_users,
                "items": prepared.n_items, "test pairs": test.count()}
         for mode, cfg in (("cold", cold_cfg), ("warm", warm_cfg)):
@@ -104,6 +105,12 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.Da
             previous[mode] = result
             row.update({f"{mode} {k}": v for k, v in result.items() if k in ("iterations", "fit s", "reconcile s",
                                                                            "train s", "ndcg@10", "churn")})
+        for earlier in {id(r): r for r in old.values() if r is not None}.values():  # what today no longer needs
+            if all(earlier is not r for r in previous.values()):
+                earlier["recs"].unpersist()
+                earlier["model"].user_factors.unpersist()
+                earlier["model"].item_factors.unpersist()
+        prepared.interactions.unpersist()
         rows.append(row)
         print(row, flush=True)
     return pd.DataFrame(rows)

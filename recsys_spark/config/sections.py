@@ -11,20 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from recsys_spark.config.checks import ConfigError, _check_choice, _check_min
-from recsys_spark.config.model import (  # noqa: F401
-    MODEL_KINDS,
-    WARM_START_KINDS,
-    WARM_START_MODES,
-    AlsConfig,
-    AutoencoderConfig,
-    ContentConfig,
-    EaseConfig,
-    MfConfig,
-    ModelConfig,
-    TrainConfig,
-    TwoTowerConfig,
-    WalsConfig,
-)
+from recsys_spark.config.model import MODEL_KINDS, ModelConfig, TrainConfig
 from recsys_spark.config.search_space import DEFAULT_SPACES, check_spec, is_range
 from recsys_spark.config.secrets import REDACTED, redact, shown
 from recsys_spark.kernels.engines import PRECISIONS

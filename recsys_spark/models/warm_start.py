@@ -77,18 +77,16 @@ def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame
     """
     sides = (("users", USER_INDEX, USER_ID, user_ids, model.user_factors, fill_users),
              ("items", ITEM_INDEX, ITEM_ID, item_ids, model.item_factors, fill_items))
+    id_types = {frame.schema[id_col].dataType for _, _, id_col, ids, factors, _ in sides for frame in (ids, factors)}
+    id_type = id_types.pop() if len(id_types) == 1 else T.StringType()  # mixed: compared as text, as reconcile_rows
     parts = []
     for name, index_col, id_col, ids, factors, _ in sides:
-        today_type, earlier_type = ids.schema[id_col].dataType, factors.schema[id_col].dataType
-        id_type = today_type if today_type == earlier_type else T.StringType()  # compared as text, as reconcile_rows
         parts.append(ids.select(F.lit(name).alias("_side"), F.col(index_col).cast("int").alias("_index"),
                                 F.col(id_col).cast(id_type).alias("_id"),
                                 F.lit(None).cast(T.ArrayType(T.FloatType())).alias("_factors")))
         parts.append(factors.select(F.lit(name).alias("_side"), F.lit(None).cast("int").alias("_index"),
                                     F.col(id_col).cast(id_type).alias("_id"),
                                     F.col(FACTORS).cast(T.ArrayType(T.FloatType())).alias("_factors")))
-    if parts[0].schema["_id"].dataType != parts[2].schema["_id"].dataType:  # one union: one id type
-        parts = [part.withColumn("_id", F.col("_id").cast("string")) for part in parts]
     collected = functools.reduce(DataFrame.unionAll, parts).toPandas()
     counts, matrices = {}, []
     for name, _, _, _, _, fill in sides:
