@@ -9,6 +9,8 @@ from recsys_spark.config.checks import _check_choice, _check_fraction, _check_mi
 from recsys_spark.errors import ConfigError
 from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 
+WALS_ENGINES = ("auto", "driver", "spark")
+
 
 @dataclass
 class AlsConfig:
@@ -31,7 +33,7 @@ class AlsConfig:
 
 @dataclass
 class WalsConfig:
-    """Weighted ALS on the driver in TensorFlow, conjugate-gradient half-steps."""
+    """Weighted ALS, conjugate-gradient half-steps: on the driver in TensorFlow or on the executors (engine)."""
     iterations: int = 15
     reg: float = 0.02  # row lambda = reg * (row count + unobserved_weight * other side) ** reg_exponent
     reg_exponent: float = 1.0  # 1: scaled as in "Revisiting iALS" (Rendle et al.); 0: constant reg
@@ -44,6 +46,8 @@ class WalsConfig:
     cg_steps: int = 3  # conjugate-gradient iterations per half-step (warm-started)
     init_stddev: float = 0.01
     tolerance: float = 1e-4  # stop when an iteration lowers the loss by less than this share; 0: always `iterations`
+    engine: str = "auto"  # auto | driver | spark; auto: spark when the driver engine would pass train.driver_max_bytes
+    block_interactions: int = 262144  # spark engine: nonzeros per block of rows (one task), ~(40 + 12 x rank) bytes each
 
     def __post_init__(self):
         _check_choice("model.wals.confidence", self.confidence, CONFIDENCE_SCHEMES)
@@ -57,6 +61,8 @@ class WalsConfig:
         _check_min("model.wals.epsilon", self.epsilon, 0.0, strict=True)
         _check_min("model.wals.init_stddev", self.init_stddev, 0.0, strict=True)
         _check_min("model.wals.tolerance", self.tolerance, 0.0)
+        _check_choice("model.wals.engine", self.engine, WALS_ENGINES)
+        _check_min("model.wals.block_interactions", self.block_interactions, 1)
 
 
 @dataclass

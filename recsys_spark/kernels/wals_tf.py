@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_spark.kernels.confidence import row_regularization
+from recsys_spark.kernels.convergence import converged
 from recsys_spark.kernels.tf_runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -140,9 +141,3 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
             break
         previous = value
     return x.numpy(), y.numpy(), history
-
-
-def converged(previous: float, current: float, tolerance: float) -> bool:
-    """Whether an iteration that took the loss from `previous` to `current` decreased it by less than
-    `tolerance` relative to `previous` (an increase counts as converged too)."""
-    return previous - current < tolerance * abs(previous)

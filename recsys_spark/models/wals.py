@@ -1,11 +1,12 @@
-"""Weighted ALS for implicit feedback, trained in TensorFlow on the driver.
+"""Weighted ALS for implicit feedback, trained in TensorFlow on the driver (or on the executors).
 
 The interactions are collected to the driver (a deliberate, budgeted step: see
 models/driver_data.py); the numerical work is recsys_spark/kernels/wals_tf.py. Weighting:
 observed entries get confidence 1 + alpha * f(weight) (auto, linear, log or BM25; auto is a log
 transform fitted to the training weights, kernels/confidence.auto_confidence), every unobserved
 entry gets model.wals.unobserved_weight (by default fitted to the density), and rows are regularised by
-reg * (count + unobserved_weight * catalog) ** reg_exponent.
+reg * (count + unobserved_weight * catalog) ** reg_exponent. Past the driver budget (or with
+model.wals.engine=spark) the same objective is solved on the executors by models/wals_spark.py.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ log = logging.getLogger(__name__)
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
           item_features=None, initial: FactorModel | None = None) -> FactorModel:
     """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start);
-    metadata records params, loss and seconds per iteration (and the warm start's id counts)."""
+    metadata records params, loss and seconds per iteration (and the warm start's id counts).
+
+    model.wals.engine picks where it runs (choose_engine): here on the driver, or on the executors
+    (models/wals_spark.py); the metadata's "engine" says which."""
+    engine = choose_engine(model_cfg.wals.engine, prepared, model_cfg.rank, train_cfg.driver_max_bytes)
+    if engine == "spark":
+        from recsys_spark.models import wals_spark
+
+        return wals_spark.train(prepared, model_cfg, train_cfg, item_features, initial=initial)
     with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
         warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
         data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
@@ -39,6 +48,19 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     if counts is not None:
         metadata["warm_start"] = counts
     return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
+
+
+def choose_engine(engine: str, prepared: PreparedData, rank: int, driver_max_bytes: int) -> str:
+    """driver or spark: `engine` unless it is auto, which is driver while collect_interactions' estimate
+    (bytes_per_interaction per interaction) fits train.driver_max_bytes, else spark."""
+    if engine != "auto":
+        return engine
+    rows = prepared.interactions.count()
+    needed = rows * bytes_per_interaction(rank)
+    chosen = "driver" if needed <= driver_max_bytes else "spark"
+    log.info("wals: engine %s (%d interactions need about %.2f GiB of the %.2f GiB driver budget on the driver)",
+             chosen, rows, needed / 2**30, driver_max_bytes / 2**30)
+    return chosen
 
 
 def bytes_per_interaction(rank: int) -> int:
@@ -87,7 +109,7 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int,
         foldin["unobserved_weight"], cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress,
         initial=initial, tolerance=cfg.tolerance)
     metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin,
-                              iterations_run=len(history))
+                              iterations_run=len(history), engine="driver")
     return user_factors, item_factors, metadata
 
 
@@ -98,11 +120,19 @@ def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
     log transform it chose (with `weights` naming the weights' profile), never "auto"; an unset
     unobserved_weight is resolved from the data's density the same way.
     """
+    return resolve_parameters(cfg, len(data.users), data.n_users, data.n_items,
+                              lambda: auto_confidence(data.weights, cfg.alpha),
+                              lambda: bm25_statistics(data.users, data.items, data.weights, data.n_users, data.n_items))
+
+
+def resolve_parameters(cfg: WalsConfig, n_interactions: int, n_users: int, n_items: int, fit_auto, fit_bm25) -> dict:
+    """foldin_parameters from the data's counts and two callables, so both engines share it:
+    fit_auto() -> auto_confidence's dict, fit_bm25() -> bm25_statistics' (idf, mean user weight)."""
     w0 = cfg.unobserved_weight
     if w0 is None:
-        w0 = auto_unobserved_weight(len(data.users), data.n_users, data.n_items)
+        w0 = auto_unobserved_weight(n_interactions, n_users, n_items)
         log.info("wals: unobserved weight %.4g for density %.3g%%", w0,
-                 100.0 * len(data.users) / max(data.n_users * data.n_items, 1))
+                 100.0 * n_interactions / max(n_users * n_items, 1))
     params = {
         "unobserved_weight": w0,
         "reg": cfg.reg,
@@ -114,13 +144,13 @@ def foldin_parameters(data: Interactions, cfg: WalsConfig) -> dict:
         "bm25_b": cfg.bm25_b,
     }
     if cfg.confidence == "auto":
-        chosen = auto_confidence(data.weights, cfg.alpha)
+        chosen = fit_auto()
         params.update(confidence=chosen["scheme"], alpha=chosen["alpha"], epsilon=chosen["epsilon"],
                       weights=chosen["profile"])
         log.info("wals: %s weights, confidence 1 + %.4g * log(1 + weight / %.4g) (mean %.3g)", chosen["profile"],
                  chosen["alpha"], chosen["epsilon"], 1 + cfg.alpha)
     if cfg.confidence == "bm25":
-        idf, mean_user_weight = bm25_statistics(data.users, data.items, data.weights, data.n_users, data.n_items)
+        idf, mean_user_weight = fit_bm25()
         params["bm25_idf"] = [round(float(v), 6) for v in idf]
         params["bm25_mean_user_weight"] = mean_user_weight
     return params

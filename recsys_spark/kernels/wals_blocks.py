@@ -1,0 +1,118 @@
+"""WALS for one block of rows in numpy (no Spark, no TensorFlow): the core of the distributed engine
+(models/wals_spark.py).
+
+`block_half_step` runs the conjugate-gradient iterations of kernels/wals_tf.half_step on the rows
+of one block: the same system (w0 Y^T Y + sum_{i in I_u} (c_ui - w0) y_i y_i^T + lambda_u I) x_u =
+sum_{i in I_u} c_ui y_i, the same number of steps from the same current rows, the same updates in
+float32, given only the block's nonzeros, the other side's rows they name and the full Gramian.
+Memory is O(nnz x rank) for the block: the rows x columns matrix is never formed.
+
+`initial_rows` seeds factor rows per chunk of CHUNK_ROWS indexes, so any subset of rows is generated
+where it is needed (an executor) and the whole matrix is the same whatever the partitioning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK_ROWS = 4096  # rows seeded from one generator: initial_rows' unit of work
+
+
+def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, 0 where b is 0 (tf.math.divide_no_nan)."""
+    out = np.zeros_like(a)
+    np.divide(a, b, out=out, where=b != 0)
+    return out
+
+
+class BlockNonzeros:
+    """A block's nonzeros sorted by (row, column), with the gathered other-side rows and the segment
+    starts the per-row sums need; `rows`/`cols` are local indexes into the block's own and other rows."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray):
+        order = np.lexsort((cols, rows))
+        self.rows = np.asarray(rows, np.int64)[order]
+        self.cols = np.asarray(cols, np.int64)[order]
+        self.conf = np.asarray(conf, np.float32)[order]
+        self.n_rows = n_rows
+        self.gathered = np.asarray(other, np.float32)[self.cols]  # (nnz, k): y_c of every nonzero
+        counts = np.bincount(self.rows, minlength=n_rows)
+        self.nonempty = counts > 0
+        self.starts = (np.cumsum(counts) - counts)[self.nonempty]
+
+    def row_sums(self, values: np.ndarray) -> np.ndarray:
+        """sum over each row's nonzeros of values (nnz, k) -> (n_rows, k); 0 for rows without any."""
+        out = np.zeros((self.n_rows, values.shape[1]), np.float32)
+        if len(values):
+            out[self.nonempty] = np.add.reduceat(values, self.starts, axis=0)
+        return out
+
+    def dots(self, x: np.ndarray) -> np.ndarray:
+        """x_r . y_c for every nonzero (r, c)."""
+        return np.einsum("ij,ij->i", x[self.rows], self.gathered)
+
+
+def _matvec(p, nz: BlockNonzeros, gram_w0, extra_conf, reg):
+    """A p for every row: w0 G p + sum_nnz (c - w0) (y.p) y + lambda p."""
+    return p @ gram_w0 + nz.row_sums((extra_conf * nz.dots(p))[:, None] * nz.gathered) + reg[:, None] * p
+
+
+def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: np.ndarray,
+                    unobserved_weight: float, cg_steps: int) -> np.ndarray:
+    """New rows (n_rows, k) after `cg_steps` conjugate-gradient iterations from x with the other side
+    fixed; gram_w0 is w0 Y^T Y over the whole other side, reg the rows' lambda (row_regularization)."""
+    x = np.array(x, np.float32, copy=True)
+    gram_w0 = np.asarray(gram_w0, np.float32)
+    reg = np.asarray(reg, np.float32)
+    w0 = np.float32(unobserved_weight)
+    extra_conf = nz.conf - w0
+    b = nz.row_sums(nz.conf[:, None] * nz.gathered)
+    r = b - _matvec(x, nz, gram_w0, extra_conf, reg)
+    p = r
+    rs = np.sum(r * r, axis=1)
+    for _ in range(cg_steps):
+        ap = _matvec(p, nz, gram_w0, extra_conf, reg)
+        step = _divide_no_nan(rs, np.sum(p * ap, axis=1))
+        x = x + step[:, None] * p
+        r = r - step[:, None] * ap
+        rs_new = np.sum(r * r, axis=1)
+        p = r + _divide_no_nan(rs_new, rs)[:, None] * p
+        rs = rs_new
+    return x
+
+
+def observed_loss(x: np.ndarray, nz: BlockNonzeros, unobserved_weight: float) -> np.ndarray:
+    """Per row, sum over its nonzeros of c (1 - x.y)^2 - w0 (x.y)^2 (float64): the rows' share of the
+    observed part of the objective in kernels/wals_tf.loss."""
+    pred = nz.dots(np.asarray(x, np.float32)).astype(np.float64)
+    terms = nz.conf * np.square(1.0 - pred) - unobserved_weight * np.square(pred)
+    return np.bincount(nz.rows, weights=terms, minlength=nz.n_rows)
+
+
+def initial_rows(indexes: np.ndarray, rank: int, stddev: float, seed: int, side: int) -> np.ndarray:
+    """Gaussian rows (float32, len(indexes) x rank) for these row indexes: row i is row i % CHUNK_ROWS
+    of chunk i // CHUNK_ROWS, drawn from numpy's generator seeded with (seed, side, chunk)."""
+    indexes = np.asarray(indexes, np.int64)
+    out = np.empty((len(indexes), rank), np.float32)
+    chunks = indexes // CHUNK_ROWS
+    for chunk in np.unique(chunks):
+        rng = np.random.default_rng([int(seed), int(side), int(chunk)])
+        block = rng.standard_normal((CHUNK_ROWS, rank), dtype=np.float32) * np.float32(stddev)
+        at = chunks == chunk
+        out[at] = block[indexes[at] % CHUNK_ROWS]
+    return out
+
+
+def pack_rows(counts: np.ndarray, limit: int, filled: int = 0) -> tuple[np.ndarray, int, int]:
+    """Greedy blocks of consecutive rows: (block number of each row from 0, blocks started, nonzeros in the
+    last block). A block takes rows while its nonzeros stay within `limit`; a row alone over the limit gets
+    a block of its own. `filled`: nonzeros already in block 0 (a previous batch's last block)."""
+    counts = np.asarray(counts, np.int64)
+    blocks = np.empty(len(counts), np.int64)
+    block, total = 0, int(filled)
+    for at, n in enumerate(counts.tolist()):
+        if total > 0 and total + n > limit:
+            block, total = block + 1, 0
+        blocks[at] = block
+        total += n
+    return blocks, block + 1, total
