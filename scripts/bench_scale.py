@@ -64,7 +64,7 @@ class MemorySampler(threading.Thread):
     def __init__(self, interval: float = 0.5):
         super().__init__(daemon=True)
         self.interval, self.stopped = interval, threading.Event()
-        self.peak = {"driver_python": 0, "jvm": 0, "python_workers": 0}
+        self.peak = {"driver_python": 0, "jvm": 0, "python_workers": 0, "python_worker_max": 0}
 
     def run(self):
         me = os.getpid()
@@ -73,7 +73,7 @@ class MemorySampler(threading.Thread):
             children: dict = {}
             for pid, (parent, _, _) in table.items():
                 children.setdefault(parent, []).append(pid)
-            jvm = workers = 0
+            jvm = workers = largest = 0
             stack = list(children.get(me, []))
             while stack:
                 pid = stack.pop()
@@ -82,8 +82,10 @@ class MemorySampler(threading.Thread):
                     jvm += rss
                 elif "python" in name:
                     workers += rss
+                    largest = max(largest, rss)
                 stack.extend(children.get(pid, []))
-            sample = {"driver_python": table.get(me, (0, "", 0))[2], "jvm": jvm, "python_workers": workers}
+            sample = {"driver_python": table.get(me, (0, "", 0))[2], "jvm": jvm, "python_workers": workers,
+                      "python_worker_max": largest}
             for key, value in sample.items():
                 self.peak[key] = max(self.peak[key], value)
             self.stopped.wait(self.interval)

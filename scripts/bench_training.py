@@ -1,17 +1,22 @@
-"""Training speed: WALS (TensorFlow on the driver) vs Spark ML ALS (implicit), seconds per iteration.
+"""Training speed: WALS (TensorFlow on the driver, or on the executors) vs Spark ML ALS (implicit), seconds per iteration.
 
 For each size, generates interactions with recsys_spark.data.sample_data.iter_interactions, merges
 duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
   (a) WALS: recsys_spark.kernels.wals_tf.fit, seconds of each iteration (both half-steps), median;
   (b) Spark ML ALS, implicitPrefs, same rank, on local[2]: after an untimed warm-up fit (first size),
       (fit with 1 + n iterations minus fit with 1 iteration) / n, so data partitioning and setup
-      are not counted as iterations.
+      are not counted as iterations;
+  (c) wals_spark: models/wals_spark.train (model.wals.engine=spark) on the same Parquet and cores, the
+      median of its recorded seconds per iteration (both half-steps, their checkpoints and the loss);
+      set-up (weights' statistics, blocks, routes) is reported apart, with the peak resident memory
+      (/proc, sampled) of the driver Python, the JVM and the largest Python worker during the fit.
 Both use model.wals / model.als defaults from recsys_spark.config. The last line is
 `ratios: <size>=<ALS seconds per iteration / WALS seconds per iteration> ...` (above 1: WALS faster).
 
     .venv/bin/python scripts/bench_training.py --sizes 1M            # quick
     .venv/bin/python scripts/bench_training.py --sizes 1M,10M --iterations 3
     .venv/bin/python scripts/bench_training.py --sizes 10M --trainers als   # one trainer per process
+    .venv/bin/python scripts/bench_training.py --sizes 1M,10M --trainers wals_spark,als
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import pyarrow.parquet as pq
 SIZES = {  # interactions: (users, items)
     "1M": (1_000_000, 50_000, 10_000),
     "10M": (10_000_000, 500_000, 50_000),
+    "30M": (30_000_000, 1_500_000, 100_000),
 }
+TRAINERS = ("wals", "als", "wals_spark")
 
 
 def parse_args(argv=None):
@@ -42,13 +49,16 @@ def parse_args(argv=None):
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per trainer")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="8g")
-    parser.add_argument("--trainers", default="wals,als", help="comma-separated: wals, als (one process each to spare memory)")
+    parser.add_argument("--trainers", default="wals,als", help=f"comma-separated: {', '.join(TRAINERS)} (one process each "
+                        "to spare memory)")
+    parser.add_argument("--block-interactions", type=int, default=None,
+                        help="wals_spark: model.wals.block_interactions (default: its config default)")
     parser.add_argument("--workdir", default=None, help="where the generated Parquet goes (default: a temp dir)")
     args = parser.parse_args(argv)
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     args.trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
-    if not args.trainers or any(t not in ("wals", "als") for t in args.trainers):
-        parser.error(f"--trainers takes wals and/or als; got {','.join(args.trainers)!r}")
+    if not args.trainers or any(t not in TRAINERS for t in args.trainers):
+        parser.error(f"--trainers takes {', '.join(TRAINERS)}; got {','.join(args.trainers)!r}")
     unknown = [s for s in args.sizes if s not in SIZES]
     if unknown:
         parser.error(f"unknown size {unknown[0]}; use one of {', '.join(SIZES)}")
@@ -104,6 +114,42 @@ def time_spark_als(spark, path: Path, rank: int, iterations: int, warm_up: bool)
     return (elapsed[1 + iterations] - elapsed[1]) / iterations, elapsed[1]
 
 
+def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, iterations: int,
+                    block_interactions: int | None) -> dict:
+    """The distributed engine on the Parquet at `path`, the objective of time_wals (linear, w0 1):
+    median seconds per iteration, set-up seconds, blocks and peak RSS (MiB) during the fit."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_scale import MemorySampler
+    from pyspark.sql import functions as F
+
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+    from recsys_spark.data.prepare import PreparedData
+    from recsys_spark.models import wals_spark
+
+    data = spark.read.parquet(str(path)).cache()
+    data.count()
+    ids = {name: spark.range(n).select(F.col("id").cast("int").alias(f"{name}_index"),
+                                       F.col("id").cast("string").alias(f"{name}_id"))
+           for name, n in (("user", n_users), ("item", n_items))}
+    prepared = PreparedData(data, ids["user"], ids["item"], n_users, n_items)
+    extra = {"block_interactions": block_interactions} if block_interactions else {}
+    cfg = WalsConfig(confidence="linear", unobserved_weight=1.0, iterations=iterations, tolerance=0.0,
+                     engine="spark", **extra)
+    sampler = MemorySampler(interval=0.25)
+    sampler.start()
+    started = time.perf_counter()
+    model = wals_spark.train(prepared, ModelConfig(kind="wals", rank=rank, wals=cfg), TrainConfig())
+    total = time.perf_counter() - started
+    sampler.stopped.set()
+    sampler.join()
+    seconds = [h["seconds"] for h in model.metadata["history"]]
+    data.unpersist()
+    print(f"  wals_spark iterations: {', '.join(f'{s:.2f}s' for s in seconds)}; blocks {model.metadata['blocks']}; "
+          f"peak RSS MiB {({k: round(v / 2**20) for k, v in sampler.peak.items()})}", flush=True)
+    return {"per_iteration": statistics.median(seconds), "setup": total - sum(seconds),
+            "blocks": model.metadata["blocks"], "peak_mb": {k: round(v / 2**20) for k, v in sampler.peak.items()}}
+
+
 def build_spark(master: str, driver_memory: str, workdir: Path):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from recsys_spark.app.session import build_session
@@ -121,7 +167,7 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-training-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; cpus {os.cpu_count()}")
-    spark = build_spark(args.master, args.driver_memory, workdir) if "als" in args.trainers else None
+    spark = build_spark(args.master, args.driver_memory, workdir) if {"als", "wals_spark"} & set(args.trainers) else None
     rows = []
     try:
         for size in args.sizes:
@@ -131,6 +177,7 @@ def main(argv=None) -> None:
             print(f"{size}: {len(users)} distinct pairs, {n_users} users x {n_items} items "
                   f"(generated in {time.perf_counter() - started:.1f}s)", flush=True)
             wals = als = setup = float("nan")
+            distributed = {"per_iteration": float("nan"), "setup": float("nan"), "peak_mb": {}}
             if "wals" in args.trainers:
                 wals_seconds = time_wals(users, items, weights, n_users, n_items, args.rank, args.iterations)
                 wals = statistics.median(wals_seconds)
@@ -138,8 +185,16 @@ def main(argv=None) -> None:
             if spark is not None:
                 path = workdir / f"interactions-{size}.parquet"
                 pq.write_table(pa.table({"user_index": users, "item_index": items, "weight": weights.astype(np.float64)}), path)
-                als, setup = time_spark_als(spark, path, args.rank, args.iterations, warm_up=not rows)
-            rows.append((size, len(users), n_users, n_items, wals, als, setup))
+                pairs = len(users)
+                del users, items, weights  # the distributed engine's driver memory is measured next
+                if "wals_spark" in args.trainers:
+                    distributed = time_wals_spark(spark, path, n_users, n_items, args.rank, args.iterations,
+                                                  args.block_interactions)
+                if "als" in args.trainers:
+                    als, setup = time_spark_als(spark, path, args.rank, args.iterations, warm_up=not rows)
+            else:
+                pairs = len(users)
+            rows.append((size, pairs, n_users, n_items, wals, als, setup, distributed))
     finally:
         if spark is not None:
             spark.stop()
@@ -147,11 +202,16 @@ def main(argv=None) -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"\nrank {args.rank}, {args.iterations} timed iterations, Spark {args.master}\n")
-    print("| size | pairs | users | items | WALS s/iteration (median) | Spark ALS s/iteration | Spark ALS 1-iteration fit s | ALS / WALS |")
-    print("|---|---|---|---|---|---|---|---|")
-    for size, pairs, n_users, n_items, wals, als, setup in rows:
-        print(f"| {size} | {pairs:,} | {n_users:,} | {n_items:,} | {wals:.2f} | {als:.2f} | {setup:.1f} | {als / wals:.1f} |")
-    print("ratios: " + " ".join(f"{size}={als / wals:.2f}" for size, _, _, _, wals, als, _ in rows))
+    print("| size | pairs | users | items | WALS s/iteration (median) | Spark ALS s/iteration | Spark ALS 1-iteration fit s "
+          "| ALS / WALS | WALS spark s/iteration | WALS spark set-up s | ALS / WALS spark | peak RSS MiB during the fit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, pairs, n_users, n_items, wals, als, setup, dist in rows:
+        peak = ", ".join(f"{k} {v}" for k, v in dist["peak_mb"].items()) or "-"
+        print(f"| {size} | {pairs:,} | {n_users:,} | {n_items:,} | {wals:.2f} | {als:.2f} | {setup:.1f} | {als / wals:.1f} "
+              f"| {dist['per_iteration']:.2f} | {dist['setup']:.1f} | {als / dist['per_iteration']:.2f} | {peak} |")
+    print("ratios: " + " ".join(f"{size}={als / wals:.2f}" for size, _, _, _, wals, als, _, _ in rows))
+    print("ratios (ALS / WALS spark): " + " ".join(f"{size}={als / d['per_iteration']:.2f}"
+                                                  for size, _, _, _, _, als, _, d in rows))
 
 
 if __name__ == "__main__":

@@ -203,7 +203,7 @@ def test_train_builds_a_factor_model_with_history(spark):
 
 
 def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
-    from recsys_spark.config import Config, ModelConfig, TrainConfig
+    from recsys_spark.config import Config, ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.data.prepare import prepare
     from recsys_spark.models.driver_data import BYTES_PER_INTERACTION, DriverMemoryError
     from recsys_spark.models.registry import train_model
@@ -214,7 +214,8 @@ def test_wals_refuses_data_whose_working_set_passes_the_driver_budget(spark):
     n = prepared.stats["interactions"]
     # Budget above the collected arrays (12 B each) but below what training needs at rank 8.
     budget = n * (BYTES_PER_INTERACTION + bytes_per_interaction(8)) // 2
-    cfg = Config(model=ModelConfig(kind="wals", rank=8), train=TrainConfig(driver_max_bytes=budget))
+    cfg = Config(model=ModelConfig(kind="wals", rank=8, wals=WalsConfig(engine="driver")),
+                 train=TrainConfig(driver_max_bytes=budget))  # engine auto would go to the executors instead
     with pytest.raises(DriverMemoryError, match="raise train.driver_max_bytes"):
         train_model(prepared, cfg)
     cfg.train.driver_max_bytes = n * bytes_per_interaction(8)

@@ -44,7 +44,8 @@ def collect_interactions(df: DataFrame, n_users: int, n_items: int, max_bytes: i
         raise DriverMemoryError(
             f"{rows} interactions need about {needed / 2**30:.1f} GiB on the driver to train "
             f"({bytes_per_interaction} bytes each), over the {max_bytes / 2**30:.1f} GiB budget; raise "
-            "train.driver_max_bytes if the driver has the memory, or use model.kind=als (distributed)")
+            "train.driver_max_bytes if the driver has the memory, or train on the executors "
+            "(model.wals.engine=spark or auto for wals, model.kind=als)")
     table = df.select(USER_INDEX, ITEM_INDEX, WEIGHT).toArrow()
     log.info("collected %d interactions to the driver (%.1f MiB of arrays; training needs about %.1f GiB)",
              rows, rows * BYTES_PER_INTERACTION / 2**20, needed / 2**30)
