@@ -10,6 +10,7 @@ setup(
         "pyspark>=4.0,<5",
         "tensorflow>=2.16",
         "numpy>=1.26",
+        "scipy>=1.10",  # kernels/wals_blocks.py: CSR products of the executor WALS engine
         "pandas>=2.0,<3",
         "pyarrow>=15",
         "pyyaml>=6",

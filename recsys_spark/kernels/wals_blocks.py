@@ -1,5 +1,5 @@
-"""WALS for one block of rows in numpy (no Spark, no TensorFlow): the core of the distributed engine
-(models/wals_spark.py).
+"""WALS for one block of rows in numpy and scipy's CSR products (no Spark, no TensorFlow): the core
+of the distributed engine (models/wals_spark.py).
 
 `block_half_step` runs the conjugate-gradient iterations of kernels/wals_tf.half_step on the rows
 of one block: the same system (w0 Y^T Y + sum_{i in I_u} (c_ui - w0) y_i y_i^T + lambda_u I) x_u =
@@ -14,6 +14,7 @@ where it is needed (an executor) and the whole matrix is the same whatever the p
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 CHUNK_ROWS = 4096  # rows seeded from one generator: initial_rows' unit of work
 
@@ -26,35 +27,36 @@ def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class BlockNonzeros:
-    """A block's nonzeros sorted by (row, column), with the gathered other-side rows and the segment
-    starts the per-row sums need; `rows`/`cols` are local indexes into the block's own and other rows."""
+    """A block's nonzeros sorted by (row, column) as a CSR structure over the block's own rows and the
+    other rows they name, with those rows gathered per nonzero; `rows`/`cols` are local indexes."""
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray):
         order = np.lexsort((cols, rows))
         self.rows = np.asarray(rows, np.int64)[order]
-        self.cols = np.asarray(cols, np.int64)[order]
+        cols = np.asarray(cols, np.int64)[order]
         self.conf = np.asarray(conf, np.float32)[order]
         self.n_rows = n_rows
-        self.gathered = np.asarray(other, np.float32)[self.cols]  # (nnz, k): y_c of every nonzero
-        counts = np.bincount(self.rows, minlength=n_rows)
-        self.nonempty = counts > 0
-        self.starts = (np.cumsum(counts) - counts)[self.nonempty]
+        self.other = np.asarray(other, np.float32)
+        self.gathered = self.other[cols]  # (nnz, k): y_c of every nonzero
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(self.rows, minlength=n_rows), out=indptr[1:])
+        self._matrix = csr_matrix((self.conf.copy(), cols, indptr), shape=(n_rows, len(self.other)))
+        self._rows_buffer = np.empty_like(self.gathered)  # x_r per nonzero, reused: no fresh pages per product
 
-    def row_sums(self, values: np.ndarray) -> np.ndarray:
-        """sum over each row's nonzeros of values (nnz, k) -> (n_rows, k); 0 for rows without any."""
-        out = np.zeros((self.n_rows, values.shape[1]), np.float32)
-        if len(values):
-            out[self.nonempty] = np.add.reduceat(values, self.starts, axis=0)
-        return out
+    def weighted_sums(self, weights: np.ndarray) -> np.ndarray:
+        """sum over each row's nonzeros of weight x y_c -> (n_rows, k); 0 for rows without any."""
+        self._matrix.data = np.asarray(weights, np.float32)
+        return np.asarray(self._matrix @ self.other, np.float32)
 
     def dots(self, x: np.ndarray) -> np.ndarray:
         """x_r . y_c for every nonzero (r, c)."""
-        return np.einsum("ij,ij->i", x[self.rows], self.gathered)
+        np.take(np.asarray(x, np.float32), self.rows, axis=0, out=self._rows_buffer, mode="clip")  # unbuffered
+        return np.einsum("ij,ij->i", self._rows_buffer, self.gathered)
 
 
 def _matvec(p, nz: BlockNonzeros, gram_w0, extra_conf, reg):
     """A p for every row: w0 G p + sum_nnz (c - w0) (y.p) y + lambda p."""
-    return p @ gram_w0 + nz.row_sums((extra_conf * nz.dots(p))[:, None] * nz.gathered) + reg[:, None] * p
+    return p @ gram_w0 + nz.weighted_sums(extra_conf * nz.dots(p)) + reg[:, None] * p
 
 
 def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: np.ndarray,
@@ -66,7 +68,7 @@ def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: 
     reg = np.asarray(reg, np.float32)
     w0 = np.float32(unobserved_weight)
     extra_conf = nz.conf - w0
-    b = nz.row_sums(nz.conf[:, None] * nz.gathered)
+    b = nz.weighted_sums(nz.conf)
     r = b - _matvec(x, nz, gram_w0, extra_conf, reg)
     p = r
     rs = np.sum(r * r, axis=1)

@@ -196,6 +196,7 @@ def side_structure(nonzeros: DataFrame, assign: DataFrame, row_col: str, other_c
               .select(_BLOCK, F.col("e.r").alias(_ROWS), F.col("e.c").alias(_COLS), F.col("e.w").alias(_CONF))
               .repartition(partitions, _BLOCK).persist(StorageLevel.MEMORY_AND_DISK))
     routes = (nonzeros.select(F.col(other_col).alias(_IDX), F.col(block_col).alias(_BLOCK)).distinct()
+              .repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), _IDX)  # the factors' join shuffles one side
               .persist(StorageLevel.MEMORY_AND_DISK))
     blocks.count(), routes.count()
     return Side(n_rows, n_other, assign, blocks, routes, n_blocks, largest)
