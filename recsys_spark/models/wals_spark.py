@@ -81,9 +81,9 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     driver WALS's (kind wals, params, history, foldin, iterations_run) with engine "spark"."""
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
     spark = prepared.interactions.sparkSession
-    data = (prepared.interactions.select(F.col(USER_INDEX).cast("int").alias(_U), F.col(ITEM_INDEX).cast("int").alias(_I),
-                                         F.col(WEIGHT).cast("float").alias(_W))
-            .persist(StorageLevel.MEMORY_AND_DISK))
+    columns = (F.col(USER_INDEX).cast("int").alias(_U), F.col(ITEM_INDEX).cast("int").alias(_I),
+               F.col(WEIGHT).cast("float").alias(_W))  # float32 weights, as collect_interactions gives the driver
+    data = prepared.interactions.select(*columns).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         foldin = foldin_parameters(data, prepared.n_users, prepared.n_items, cfg)
         users, items = build_sides(data, prepared.n_users, prepared.n_items, foldin, cfg)
@@ -196,7 +196,7 @@ def side_structure(nonzeros: DataFrame, assign: DataFrame, row_col: str, other_c
               .select(_BLOCK, F.col("e.r").alias(_ROWS), F.col("e.c").alias(_COLS), F.col("e.w").alias(_CONF))
               .repartition(partitions, _BLOCK).persist(StorageLevel.MEMORY_AND_DISK))
     routes = (nonzeros.select(F.col(other_col).alias(_IDX), F.col(block_col).alias(_BLOCK)).distinct()
-              .repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), _IDX)  # the factors' join shuffles one side
+              .repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), _IDX)  # joins shuffle the factors only
               .persist(StorageLevel.MEMORY_AND_DISK))
     blocks.count(), routes.count()
     return Side(n_rows, n_other, assign, blocks, routes, n_blocks, largest)
@@ -219,7 +219,8 @@ def assign_blocks(data: DataFrame, column: str, n_rows: int, limit: int) -> Data
         for batch in batches:
             n = batch.column(_COUNT).to_numpy()
             local, started, filled_next = pack_rows(np.maximum(n, 1), limit, filled)
-            yield pa.RecordBatch.from_arrays([batch.column(_IDX), pa.array(base + local, pa.int64()), batch.column(_COUNT)],
+            blocks = pa.array(base + local, pa.int64())
+            yield pa.RecordBatch.from_arrays([batch.column(_IDX), blocks, batch.column(_COUNT)],
                                              names=[_IDX, _BLOCK, _COUNT])
             base += started - 1
             filled = filled_next
