@@ -126,7 +126,7 @@ def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
     pointer mode to the default: each table shows one whole run, and `recsys-spark clean` (as every
     command taking the date's lock) finishes the publish."""
     from recsys_spark.storage.layout import DateLayout
-    from recsys_spark.storage.publish import published_manifest
+    from recsys_spark.storage.published import published_manifest
 
     out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
     for point in ("publish_swap", "publish_current"):

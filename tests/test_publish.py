@@ -21,17 +21,11 @@ from recsys_spark.storage.audit import (
     quality_gate,
     require_clean,
 )
+from recsys_spark.storage.cleanup import apply_retention, clean_date
 from recsys_spark.storage.layout import DateLayout, UnsafePathError, check_name, new_run_id, table_path, under
 from recsys_spark.storage.lock import DateLock, LockedError
-from recsys_spark.storage.publish import (
-    apply_retention,
-    clean_date,
-    publish,
-    published_dates,
-    published_manifest,
-    published_run,
-    seal,
-)
+from recsys_spark.storage.publish import publish, seal
+from recsys_spark.storage.published import published_dates, published_manifest, published_run
 
 RECS = "user_id string, rank int, item_id string, score float, source string"
 SIMILAR = "item_id string, rank int, similar_item_id string, score float"

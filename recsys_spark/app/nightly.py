@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from recsys_spark.app.publishing import Scored, audit_and_publish, date_lock
 from recsys_spark.app.steps import (
     RunPaths,
     RunSummary,
-    Scored,
-    audit_and_publish,
-    date_lock,
     evaluate_run,
     evaluated_rows,
     load_rules,

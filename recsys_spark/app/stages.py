@@ -10,12 +10,10 @@ import logging
 
 from pyspark.sql import SparkSession
 
+from recsys_spark.app.publishing import Scored, audit_and_publish, date_lock
 from recsys_spark.app.steps import (
     RunPaths,
     RunSummary,
-    Scored,
-    audit_and_publish,
-    date_lock,
     load_rules,
     prepared_rows,
     private_output,
@@ -33,7 +31,7 @@ from recsys_spark.errors import NotFoundError, UserError
 from recsys_spark.models.reindex import in_model_space
 from recsys_spark.storage import fs
 from recsys_spark.storage.layout import QUARANTINE, DateLayout, new_run_id, table_path
-from recsys_spark.storage.publish import run_dates
+from recsys_spark.storage.published import run_dates
 from recsys_spark.storage.stores import load_model, load_prepared, read_json, save_model, save_prepared, write_json
 
 log = logging.getLogger(__name__)

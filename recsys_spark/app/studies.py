@@ -6,7 +6,7 @@ from recsys_spark.app.steps import RunPaths, RunSummary, item_features, read_and
 from recsys_spark.config import Config
 from recsys_spark.evaluation.holdout import compared_models, evaluate, manifest_metrics
 from recsys_spark.evaluation.tune import tune
-from recsys_spark.storage.publish import published_manifests
+from recsys_spark.storage.published import published_manifests
 from recsys_spark.storage.reports import write_evaluation, write_tune
 
 

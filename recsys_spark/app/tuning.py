@@ -17,7 +17,7 @@ from recsys_spark.evaluation.tune import tune
 from recsys_spark.evaluation.tuned import applied, halving_config, reused_record, stale_reason, tuned_record
 from recsys_spark.models.registry import with_resolved_kind
 from recsys_spark.storage.layout import DateLayout
-from recsys_spark.storage.publish import published_dates, published_manifest
+from recsys_spark.storage.published import published_dates, published_manifest
 
 log = logging.getLogger(__name__)
 

@@ -131,7 +131,7 @@ _CHURN_COLUMNS = ("run_date", "compared_with", "churn", "mean", "p10", "p50", "p
 
 
 def churn_history(manifests: list[dict]) -> pd.DataFrame:
-    """user_recs stability of published runs, from their manifests (storage/publish.published_manifests):
+    """user_recs stability of published runs, from their manifests (storage/published.published_manifests):
     run_date, compared_with, churn, mean, p10, p50, p90 (overlap), one row per date that was
     compared with an earlier one, oldest first."""
     rows = []

@@ -116,6 +116,35 @@ def local_path(spark: SparkSession, path: str) -> str | None:
     return uri[len("file:"):] if uri.startswith("file:") else None
 
 
+def is_link(spark: SparkSession, path: str) -> bool:
+    """True when `path` is a local symbolic link (pointer-mode partitions, `current`)."""
+    local = local_path(spark, path)
+    return local is not None and os.path.islink(local)
+
+
+def present(spark: SparkSession, path: str) -> bool:
+    """True when `path` exists, counting a dangling local symlink."""
+    local = local_path(spark, path)
+    return os.path.lexists(local) if local is not None else exists(spark, path)
+
+
+def entries(spark: SparkSession, path: str) -> list[str]:
+    """The names in directory `path`, sorted, counting dangling local symlinks (Hadoop's local file
+    system does not see them); [] when it is absent."""
+    local = local_path(spark, path)
+    if local is not None:
+        return sorted(os.listdir(local)) if os.path.isdir(local) else []
+    return list_names(spark, path)
+
+
+def remove_entry(spark: SparkSession, path: str) -> None:
+    """Unlink a symlink (not what it points to), or delete a file or directory tree."""
+    if is_link(spark, path):
+        os.unlink(local_path(spark, path))
+    else:
+        delete(spark, path)
+
+
 def create_exclusive(spark: SparkSession, path: str, text: str) -> bool:
     """Create `path` holding `text` only if it does not exist; False when it does.
 

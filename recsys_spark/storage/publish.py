@@ -1,4 +1,5 @@
-"""Publish an audited run of a date, finish a publish that was interrupted, clean up, apply retention.
+"""Publish an audited run of a date and finish a publish that was interrupted (what is published is
+read by storage/published.py; clean-up and retention are storage/cleanup.py).
 
 Two layouts (publish.mode; auto is rename):
 
@@ -21,14 +22,12 @@ runs first. See docs/publishing.md.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
 import secrets
-from typing import Callable
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from recsys_spark.errors import ConfigError
 from recsys_spark.faults import fault_point
@@ -37,16 +36,14 @@ from recsys_spark.storage.layout import (
     CURRENT,
     MANIFEST,
     RUNS,
-    STAGING_PREFIX,
     SUCCESS,
     TABLES,
     DateLayout,
-    check_run_date,
     check_run_id,
     table_path,
     under,
 )
-from recsys_spark.storage.writable import PROBE_PREFIX
+from recsys_spark.storage.published import published_run
 
 log = logging.getLogger(__name__)
 
@@ -62,73 +59,6 @@ def resolve_mode(spark: SparkSession, root: str, mode: str) -> str:
     if mode == "pointer" and fs.local_path(spark, root) is None:
         raise ConfigError(f"publish.mode pointer needs a local (POSIX) output; {root} is not: use rename or auto")
     return "rename" if mode == "auto" else mode
-
-
-def published_run(spark: SparkSession, layout: DateLayout) -> str | None:
-    """The run id published for the date, or None."""
-    local = fs.local_path(spark, layout.current)
-    if local is not None:
-        if os.path.islink(local):
-            return check_run_id(os.path.basename(os.readlink(local)))
-        if not os.path.isfile(local):
-            return None
-        with open(local, encoding="utf-8") as handle:
-            return check_run_id(handle.read().strip())
-    if fs.exists(spark, layout.current):
-        return check_run_id(fs.read_text(spark, layout.current).strip())
-    return None
-
-
-def published_manifest(spark: SparkSession, layout: DateLayout) -> dict | None:
-    """The manifest of the date's published run, or None."""
-    run_id = published_run(spark, layout)
-    if run_id is None:
-        return None
-    return json.loads(fs.read_text(spark, f"{layout.run(run_id)}/{MANIFEST}"))
-
-
-def run_dates(spark: SparkSession, root: str) -> list[str]:
-    """Every run date with a directory under `_runs`, oldest first."""
-    dates = []
-    for name in fs.list_names(spark, f"{root.rstrip('/')}/{RUNS}"):
-        try:
-            dates.append(check_run_date(name))
-        except ValueError:
-            continue
-    return dates
-
-
-def published_dates(spark: SparkSession, root: str) -> list[str]:
-    """Run dates with a published run, oldest first."""
-    return [d for d in run_dates(spark, root) if published_run(spark, DateLayout(root, d)) is not None]
-
-
-def last_published_manifest(spark: SparkSession, root: str, on_or_before: str) -> dict | None:
-    """The manifest of the newest published run dated on or before `on_or_before`."""
-    for name in reversed(published_dates(spark, root)):
-        if name <= on_or_before:
-            return published_manifest(spark, DateLayout(root, name))
-    return None
-
-
-def previous_published_date(spark: SparkSession, root: str, before: str) -> str | None:
-    """The newest published date strictly before `before`, or None."""
-    earlier = [d for d in published_dates(spark, root) if d < before]
-    return earlier[-1] if earlier else None
-
-
-def published_manifests(spark: SparkSession, root: str) -> list[dict]:
-    """The manifest of every published date, oldest first."""
-    manifests = (published_manifest(spark, DateLayout(root, d)) for d in published_dates(spark, root))
-    return [m for m in manifests if m is not None]
-
-
-def published_table(spark: SparkSession, layout: DateLayout, table: str) -> DataFrame | None:
-    """The date's published partition of `table` as SQL readers see it (a directory or a pointer
-    link), or None when the date has none."""
-    if not _present(spark, layout.partition(table)):
-        return None
-    return spark.read.parquet(layout.partition(table))
 
 
 def seal(spark: SparkSession, layout: DateLayout, run_id: str, manifest: dict) -> str:
@@ -218,9 +148,9 @@ def _roll_back(spark: SparkSession, layout: DateLayout, previous: str | None, mo
 def _layout_mode(spark: SparkSession, layout: DateLayout) -> str | None:
     """pointer when the date's partitions are symlinks, rename when they are directories."""
     for table in TABLES:
-        if _is_link(spark, layout.partition(table)):
+        if fs.is_link(spark, layout.partition(table)):
             return "pointer"
-        if _present(spark, layout.partition(table)):
+        if fs.present(spark, layout.partition(table)):
             return "rename"
     return None
 
@@ -228,10 +158,10 @@ def _layout_mode(spark: SparkSession, layout: DateLayout) -> str | None:
 def _table_location(spark: SparkSession, layout: DateLayout, run_id: str, table: str) -> str | None:
     """Where the table of `run_id` is now: its run directory, its partition, or nowhere."""
     home = table_path(layout.run(run_id), table)
-    if fs.exists(spark, home) and not _is_link(spark, home):
+    if fs.exists(spark, home) and not fs.is_link(spark, home):
         return home
     partition = layout.partition(table)
-    if not _is_link(spark, partition) and _owner(spark, partition) == run_id:
+    if not fs.is_link(spark, partition) and _owner(spark, partition) == run_id:
         return partition
     return None
 
@@ -248,25 +178,15 @@ def _owner(spark: SparkSession, table_dir: str) -> str | None:
     return fs.read_text(spark, marker).strip() if fs.exists(spark, marker) else None
 
 
-def _is_link(spark: SparkSession, path: str) -> bool:
-    local = fs.local_path(spark, path)
-    return local is not None and os.path.islink(local)
-
-
-def _present(spark: SparkSession, path: str) -> bool:
-    local = fs.local_path(spark, path)
-    return os.path.lexists(local) if local is not None else fs.exists(spark, path)
-
-
 def _move_into_partition(spark: SparkSession, layout: DateLayout, run_id: str, table: str) -> None:
     partition, source = layout.partition(table), table_path(layout.run(run_id), table)
-    if not _is_link(spark, partition) and _owner(spark, partition) == run_id:
+    if not fs.is_link(spark, partition) and _owner(spark, partition) == run_id:
         return
     fs.mkdirs(spark, layout.table_root(table))
-    if not _present(spark, partition):
+    if not fs.present(spark, partition):
         fs.rename(spark, source, partition)
         return
-    owner = None if _is_link(spark, partition) else _owner(spark, partition)
+    owner = None if fs.is_link(spark, partition) else _owner(spark, partition)
     local_source, local_partition = fs.local_path(spark, source), fs.local_path(spark, partition)
     if local_source is not None and fs.exchange(local_source, local_partition):
         # source now holds what the partition held: the old run's directory, or a pointer-mode link
@@ -274,7 +194,7 @@ def _move_into_partition(spark: SparkSession, layout: DateLayout, run_id: str, t
         return
     # No atomic exchange here (HDFS, or not Linux): the date is missing between the two renames.
     aside = under(layout.runs, f"{RETIRED_PREFIX}{secrets.token_hex(4)}-{table}")
-    if _is_link(spark, partition):
+    if fs.is_link(spark, partition):
         os.unlink(local_partition)
     else:
         fs.rename(spark, partition, aside)
@@ -308,14 +228,14 @@ def _link_partition(spark: SparkSession, layout: DateLayout, table: str) -> None
 def _withdraw(spark: SparkSession, layout: DateLayout, table: str) -> None:
     """The run has no such table: take the date's partition away (back into its run, if any)."""
     partition = layout.partition(table)
-    if _present(spark, partition):
-        owner = None if _is_link(spark, partition) else _owner(spark, partition)
+    if fs.present(spark, partition):
+        owner = None if fs.is_link(spark, partition) else _owner(spark, partition)
         _put_away(spark, layout, partition, owner, table)
 
 
 def _put_away(spark: SparkSession, layout: DateLayout, path: str, owner: str | None, table: str) -> None:
     """Remove a link, or move a table directory back into the run that wrote it (or delete it)."""
-    if _is_link(spark, path):
+    if fs.is_link(spark, path):
         os.unlink(fs.local_path(spark, path))
         return
     home = table_path(layout.run(owner), table) if owner and fs.exists(spark, layout.run(owner)) else None
@@ -349,87 +269,3 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def remove_leftovers(spark: SparkSession, layout: DateLayout) -> list[str]:
-    """Remove what killed or failed runs of the date left: staging directories, half-made
-    `current` pointers, tables set aside, partition links being made. Call under the date's lock,
-    after `repair`."""
-    removed = []
-    for name in _names(spark, layout.runs):
-        if name.startswith((STAGING_PREFIX, RETIRED_PREFIX, f"{CURRENT}.", PROBE_PREFIX)):
-            _remove(spark, under(layout.runs, name))
-            removed.append(name)
-    for table in TABLES:
-        for name in _names(spark, layout.table_root(table)):
-            if name.startswith(f"{LINK_PREFIX}{layout.run_date}-"):
-                _remove(spark, under(layout.table_root(table), name))
-                removed.append(f"{table}/{name}")
-    if removed:
-        log.info("removed leftovers of earlier runs of %s: %s", layout.run_date, ", ".join(removed))
-    return removed
-
-
-def clean_date(spark: SparkSession, layout: DateLayout, keep: set[str]) -> list[str]:
-    """Remove leftovers and the runs of the date other than `keep` (the published run and the one
-    it replaced, which queries started before the swap may still be reading)."""
-    removed = remove_leftovers(spark, layout)
-    for name in _names(spark, layout.runs):
-        if _is_run_id(name) and name not in keep:
-            _remove(spark, under(layout.runs, name))
-            removed.append(name)
-    return removed
-
-
-def _names(spark: SparkSession, path: str) -> list[str]:
-    # Hadoop's local file system does not see dangling symlinks, so list local directories with os.
-    local = fs.local_path(spark, path)
-    if local is not None:
-        return sorted(os.listdir(local)) if os.path.isdir(local) else []
-    return fs.list_names(spark, path)
-
-
-def _remove(spark: SparkSession, path: str) -> None:
-    if _is_link(spark, path):
-        os.unlink(fs.local_path(spark, path))
-    else:
-        fs.delete(spark, path)
-
-
-def _is_run_id(name: str) -> bool:
-    try:
-        check_run_id(name)
-    except ValueError:
-        return False
-    return True
-
-
-def apply_retention(spark: SparkSession, root: str, retention_days: int, published_date: str,
-                    before_removing: Callable[[str], None] | None = None) -> list[str]:
-    """Remove the dates older than both the newest published date minus `retention_days` (0 keeps
-    all) and `published_date`, the date just published: a backfill never removes a newer date.
-
-    The table partitions go first, so readers never see a date whose run directory is half gone;
-    before them, `before_removing(date)` (the catalog's partitions of the date). A date whose lock
-    is held is left alone.
-    """
-    dates = published_dates(spark, root)
-    if retention_days <= 0 or not dates:
-        return []
-    oldest_kept = (dt.date.fromisoformat(dates[-1]) - dt.timedelta(days=retention_days)).isoformat()
-    if published_date < oldest_kept:
-        log.warning("run date %s is older than retention keeps (%s and later); the next run after it removes it",
-                    published_date, oldest_kept)
-    removed = []
-    for name in dates:
-        layout = DateLayout(root, name)
-        if name >= oldest_kept or name >= published_date or fs.exists(spark, layout.lock):
-            continue
-        if before_removing is not None:
-            before_removing(name)
-        for table in TABLES:
-            if _present(spark, layout.partition(table)):
-                _remove(spark, layout.partition(table))
-        fs.delete(spark, layout.runs)
-        removed.append(name)
-    if removed:
-        log.info("retention (%d days): removed %s", retention_days, ", ".join(removed))
-    return removed

@@ -15,7 +15,7 @@ from recsys_spark.errors import NotFoundError
 from recsys_spark.models.factor_model import FactorModel
 from recsys_spark.storage import fs
 from recsys_spark.storage.layout import DateLayout
-from recsys_spark.storage.publish import published_dates, published_manifest, published_run
+from recsys_spark.storage.published import published_dates, published_manifest, published_run
 
 MODEL_METADATA = "metadata.json"
 PREPARED_METADATA = "prepared.json"

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from recsys_spark.errors import OutputError
 from recsys_spark.storage import fs
 
-PROBE_PREFIX = ".write-probe-"  # a killed run can leave one; publish.remove_leftovers removes it
+PROBE_PREFIX = ".write-probe-"  # a killed run can leave one; cleanup.remove_leftovers removes it
 _FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 _DENIED_ERRNOS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                   errno.EROFS: "read-only file system"}
