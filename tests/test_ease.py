@@ -7,7 +7,7 @@ import pytest
 from prepared_frames import prepared_from_pandas
 from reference import cosine_reference, top_n_reference
 
-from recsys_spark.config import ModelConfig, ScoreConfig, SimilarConfig, TrainConfig
+from recsys_spark.config import ModelConfig, RulesConfig, ScoreConfig, SimilarConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.data.schema import ITEM_INDEX, USER_INDEX
 from recsys_spark.errors import DriverMemoryError
@@ -15,7 +15,7 @@ from recsys_spark.kernels.sparse_rows import SparseRows
 from recsys_spark.kernels.topk import prepare_history_items, top_n
 from recsys_spark.models import ease
 from recsys_spark.models.foldin import add_new_users
-from recsys_spark.serving.rules import Rules
+from recsys_spark.serving.rules import Rules, build_rules
 from recsys_spark.serving.scoring import recommend
 from recsys_spark.serving.similarity import similar_items
 
@@ -96,6 +96,25 @@ def test_rules_and_fallback_apply_to_ease(spark, fitted):
     for user in (1, 2, 5):
         got = recs[recs.user_id == f"u{user:03d}"].sort_values("rank").score.to_numpy()
         np.testing.assert_allclose(got, np.sort(scores[user])[::-1][:len(got)], atol=1e-5)
+
+
+def test_a_history_without_evidence_gets_the_popularity_fallback_not_index_order(spark):
+    frame, _ = _interactions(seed=3)
+    lonely = pd.DataFrame({"user_id": ["u999"], "item_id": ["i999"], "weight": [1.0]})  # an item no one else has
+    prepared = prepared_from_pandas(spark, pd.concat([frame, lonely], ignore_index=True))
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.reg = REG
+    model = ease.train(prepared, cfg, TrainConfig())
+    recs = _recs(model, prepared, 5, build_rules(prepared, RulesConfig()))
+    # every x_u B of u999 is 0: the five slots are the five most popular items, as the fallback ranks them
+    got = recs[recs.user_id == "u999"].sort_values("rank")
+    users_per_item = frame.groupby("item_id").user_id.nunique()
+    assert list(got.source) == ["fallback"] * 5
+    np.testing.assert_array_equal(users_per_item[got.item_id].to_numpy(),
+                                  np.sort(users_per_item.to_numpy())[::-1][:5])
+    # everyone else's model rows carry evidence
+    others = recs[recs.user_id != "u999"]
+    assert (others[others.source == "model"].score > 0).all()
 
 
 def test_history_kernel_matches_numpy_in_small_blocks():

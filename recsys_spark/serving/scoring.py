@@ -186,6 +186,10 @@ def score_chunk(chunk: pa.RecordBatch, catalog: Catalog, items: PreparedItems, t
         pos, best = top_n(vectors, items, top, kept_indptr, at[kept])
         idx[has] = np.where(pos >= 0, catalog.model_items[np.maximum(pos, 0)], MISSING)
         scores[has] = best
+        if catalog.history_items and catalog.ranking is not None:
+            # An item-item score of 0 is no evidence (no history item relates to it), and the sorted tail
+            # from there holds no better: those slots go to the fallback rather than to index order.
+            idx[scores <= 0] = MISSING
     from_model = (idx != MISSING).sum(axis=1)
     if catalog.ranking is not None:
         idx = fill_from_ranking(idx, catalog.ranking, indptr, indices, catalog.n_items)
