@@ -5,7 +5,7 @@ of the distributed engine (models/wals_spark.py).
 of one block: the same system (w0 Y^T Y + sum_{i in I_u} (c_ui - w0) y_i y_i^T + lambda_u I) x_u =
 sum_{i in I_u} c_ui y_i, the same number of steps from the same current rows, the same updates in
 float32, given only the block's nonzeros, the other side's rows they name and the full Gramian.
-Memory is O(nnz x rank) for the block: the rows x columns matrix is never formed.
+Memory is O(nnz + rows x rank) for the block: the rows x columns matrix is never formed.
 
 `initial_rows` seeds factor rows per chunk of CHUNK_ROWS indexes, so any subset of rows is generated
 where it is needed (an executor) and the whole matrix is the same whatever the partitioning.
@@ -17,6 +17,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 CHUNK_ROWS = 4096  # rows seeded from one generator: initial_rows' unit of work
+DOTS_CHUNK = 16384  # nonzeros per step of BlockNonzeros.dots: its buffers stay a few MiB at any block size
 
 
 def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -26,22 +27,33 @@ def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sorted(rows: np.ndarray, cols: np.ndarray) -> bool:
+    """Whether (rows, cols) are in lexicographic order already (a block's structure stores them so)."""
+    if len(rows) < 2:
+        return True
+    step, col_step = np.diff(rows), np.diff(cols)
+    return bool(np.all((step > 0) | ((step == 0) & (col_step > 0))))
+
+
 class BlockNonzeros:
     """A block's nonzeros sorted by (row, column) as a CSR structure over the block's own rows and the
-    other rows they name, with those rows gathered per nonzero; `rows`/`cols` are local indexes."""
+    other rows they name; `rows`/`cols` are local indexes."""
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray):
-        order = np.lexsort((cols, rows))
-        self.rows = np.asarray(rows, np.int64)[order]
-        cols = np.asarray(cols, np.int64)[order]
-        self.conf = np.asarray(conf, np.float32)[order]
+        rows, cols, conf = np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(conf, np.float32)
+        if not _sorted(rows, cols):
+            order = np.lexsort((cols, rows))
+            rows, cols, conf = rows[order], cols[order], conf[order]
+        self.rows, self.conf = rows, conf
         self.n_rows = n_rows
         self.other = np.asarray(other, np.float32)
-        self.gathered = self.other[cols]  # (nnz, k): y_c of every nonzero
+        self.cols = cols
+        chunk = min(DOTS_CHUNK, len(rows))
+        self._x_buffer = np.empty((chunk, self.other.shape[1]), np.float32)  # reused: no fresh pages per product
+        self._y_buffer = np.empty_like(self._x_buffer)
         indptr = np.zeros(n_rows + 1, np.int64)
         np.cumsum(np.bincount(self.rows, minlength=n_rows), out=indptr[1:])
         self._matrix = csr_matrix((self.conf.copy(), cols, indptr), shape=(n_rows, len(self.other)))
-        self._rows_buffer = np.empty_like(self.gathered)  # x_r per nonzero, reused: no fresh pages per product
 
     def weighted_sums(self, weights: np.ndarray) -> np.ndarray:
         """sum over each row's nonzeros of weight x y_c -> (n_rows, k); 0 for rows without any."""
@@ -49,9 +61,16 @@ class BlockNonzeros:
         return np.asarray(self._matrix @ self.other, np.float32)
 
     def dots(self, x: np.ndarray) -> np.ndarray:
-        """x_r . y_c for every nonzero (r, c)."""
-        np.take(np.asarray(x, np.float32), self.rows, axis=0, out=self._rows_buffer, mode="clip")  # unbuffered
-        return np.einsum("ij,ij->i", self._rows_buffer, self.gathered)
+        """x_r . y_c for every nonzero (r, c), DOTS_CHUNK nonzeros at a time through two small buffers."""
+        x = np.asarray(x, np.float32)
+        out = np.empty(len(self.rows), np.float32)
+        for start in range(0, len(self.rows), DOTS_CHUNK):
+            end = min(start + DOTS_CHUNK, len(self.rows))
+            xs, ys = self._x_buffer[:end - start], self._y_buffer[:end - start]
+            np.take(x, self.rows[start:end], axis=0, out=xs, mode="clip")  # unbuffered
+            np.take(self.other, self.cols[start:end], axis=0, out=ys, mode="clip")
+            out[start:end] = np.einsum("ij,ij->i", xs, ys)
+        return out
 
 
 def _matvec(p, nz: BlockNonzeros, gram_w0, extra_conf, reg):

@@ -4,18 +4,21 @@ kernels/wals_tf.py) solved block by block with Spark, for data past the driver's
 Set-up, once: the fold-in parameters from Spark aggregations (models/spark_weights.py, the same
 values models/wals.foldin_parameters computes on collected arrays); rows of each side packed into
 blocks of consecutive indexes holding at most model.wals.block_interactions nonzeros (a row with more
-gets a block of its own); the confidences; per side a table of one row per block with its nonzeros
-(global indexes), and its routes: the distinct (other-side row, block) pairs.
+gets a block of its own); the confidences; per side a structure of one row per block, as Spark ML
+ALS's in- and out-blocks: its nonzeros with local row and column numbers, and for every block of the
+other side the positions of its rows that block needs.
 
-Each half-step (solving one side with the other fixed): the other side's Gramian, computed while its
-rows were summarised, goes out as a broadcast; every other-side row is shipped once per block that
-names it (routes joined with the factors), cogrouped with the block's nonzeros and its current rows,
-and kernels/wals_blocks.block_half_step solves the block in one task. The new rows are checkpointed
-locally (localCheckpoint: lineage does not grow with the iterations), then summarised (Gramian, the
-regularisation term and the observed part of the loss) in one pass, so the loss, and with it
-model.wals.tolerance, cost no extra join. Initial factors are seeded per chunk of indexes
+A side's factors live packed, as raw float32 bytes: one row per block (its factors, with their
+Gramian, regularisation term and observed loss, computed by the task that solved them) and one part
+per (block, destination block of the other side) holding the rows that destination names, so each
+row is shipped once per destination block in one array per pair. Each half-step: the other side's
+Gramian goes out as a broadcast; each block's structure is cogrouped with its own packed row and the
+parts addressed to it, and kernels/wals_blocks.block_half_step solves the block in one task, which
+writes the block's new packed rows. They are checkpointed locally (localCheckpoint: lineage does not
+grow with the iterations); the summary (so the loss, and with it model.wals.tolerance) is read from
+them without another Python pass. Initial factors are seeded per chunk of indexes
 (kernels/wals_blocks.initial_rows), on the executors. Driver memory holds rank x rank matrices and
-one row per partition or block, never the interactions or the factors.
+one row per block, never the interactions or the factors.
 """
 
 from __future__ import annotations
@@ -42,25 +45,30 @@ from recsys_spark.models.wals import resolve_parameters
 
 log = logging.getLogger(__name__)
 
-_IDX, _BLOCK, _COUNT, _OTHER = "_idx", "_block", "_count", "_other"
+_IDX, _BLOCK, _COUNT = "_idx", "_block", "_count"
 _U, _I, _W, _C, _UB, _IB = "_u", "_i", "_w", "_c", "_ub", "_ib"
-_ROWS, _COLS, _CONF = "_rows", "_cols", "_conf"
-_BEFORE, _AFTER = "_observed_before", "_observed_after"
+_R, _O, _OB = "_r", "_o", "_ob"
 ASSIGN_SCHEMA = f"{_IDX} int, {_BLOCK} long, {_COUNT} int"
 ROWS_SCHEMA = f"{_IDX} int, {_BLOCK} long, {_COUNT} int, {FACTORS} array<float>"
-SOLVED_SCHEMA = f"{ROWS_SCHEMA}, {_BEFORE} double, {_AFTER} double"
-SUMMARY_SCHEMA = "gram array<double>, penalty double, before double, after double, rows long"
+# one row per block: its rows' indexes and nonzero counts, its nonzeros (local row, local column into the
+# shipped rows in (source block, index) order, confidence), and where its own rows go (destination blocks,
+# offsets into the positions, positions of this block's rows each destination needs); arrays as raw bytes
+STRUCTURE_SCHEMA = (f"{_BLOCK} long, {_IDX} binary, {_COUNT} binary, _rows binary, _cols binary, _conf binary, "
+                    "_dests binary, _offsets binary, _positions binary, _nnz long")
+# a side's rows, packed: kind 0, one row per block (its factors, their summary); kind 1, one row per
+# (source block, destination block of the other side) holding the rows the destination needs
+PACKED_SCHEMA = (f"{_BLOCK} long, _kind byte, _src long, {_IDX} binary, _payload binary, _gram binary, "
+                 "_penalty double, _before double, _after double")
+OWN, PART = 0, 1
 
 
 @dataclass
 class Side:
-    """One side's fixed structure: its block of every row, one row per block with the block's nonzeros
-    (this side's index, the other side's, confidence), and the routes (other row, block)."""
+    """One side's fixed structure: one row per block (STRUCTURE_SCHEMA), hash-partitioned by block."""
     n_rows: int
     n_other: int
     assign: DataFrame  # _idx, _block, _count
-    blocks: DataFrame  # _block, _rows, _cols, _conf
-    routes: DataFrame  # _idx (other side), _block (this side)
+    structure: DataFrame
     n_blocks: int
     largest_block: int  # nonzeros of the fullest block
 
@@ -91,18 +99,21 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
         data.unpersist()
     counts = None
     if initial is None:
-        x = initial_factors(users.assign, rank, cfg.init_stddev, seed, 1)
-        y = initial_factors(items.assign, rank, cfg.init_stddev, seed, 2)
+        x_rows = initial_factors(users.assign, rank, cfg.init_stddev, seed, 1)
+        y_rows = initial_factors(items.assign, rank, cfg.init_stddev, seed, 2)
     else:
-        x, user_counts = warm_factors(users.assign, initial.user_factors, prepared.user_ids, USER_INDEX, USER_ID,
-                                      rank, cfg.init_stddev, seed, 1)
-        y, item_counts = warm_factors(items.assign, initial.item_factors, prepared.item_ids, ITEM_INDEX, ITEM_ID,
-                                      rank, cfg.init_stddev, seed, 2)
+        x_rows, user_counts = warm_factors(users.assign, initial.user_factors, prepared.user_ids, USER_INDEX,
+                                           USER_ID, rank, cfg.init_stddev, seed, 1)
+        y_rows, item_counts = warm_factors(items.assign, initial.item_factors, prepared.item_ids, ITEM_INDEX,
+                                           ITEM_ID, rank, cfg.init_stddev, seed, 2)
         counts = {"users": user_counts, "items": item_counts}
-    x, y, history = fit(spark, users, items, x, y, cfg, rank, foldin["unobserved_weight"])
+    w0 = foldin["unobserved_weight"]
+    x, y = pack(users, x_rows, cfg, rank, w0), pack(items, y_rows, cfg, rank, w0)
+    release(x_rows), release(y_rows)
+    x, y, history = fit(spark, users, items, x, y, cfg, rank, w0)
+    x, y = unpack(x, rank), unpack(y, rank)
     for side in (users, items):
-        side.blocks.unpersist()
-        side.routes.unpersist()
+        side.structure.unpersist()
     extras = {"warm_start": counts} if counts is not None else {}
     metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin,
                               iterations_run=len(history), engine="spark",
@@ -122,20 +133,20 @@ def foldin_parameters(data: DataFrame, n_users: int, n_items: int, cfg: WalsConf
 def fit(spark: SparkSession, users: Side, items: Side, x: DataFrame, y: DataFrame, cfg: WalsConfig, rank: int,
         unobserved_weight: float) -> tuple[DataFrame, DataFrame, list]:
     """Alternate the half-steps as kernels/wals_tf.fit does (same history entries, same tolerance stop);
-    x, y: the users' and items' rows (ROWS_SCHEMA), checkpointed by the caller or here."""
+    x, y: the users' and items' packed rows (PACKED_SCHEMA), checkpointed."""
     from recsys_spark.models.progress import LoopProgress
 
     progress = LoopProgress(cfg.iterations)
     w0 = unobserved_weight
-    y_summary = summarise(y, users.n_rows, cfg, w0, rank)
-    x_start = summarise(x, items.n_rows, cfg, w0, rank) if cfg.tolerance > 0 else None
+    y_summary = summarise(y, rank)
+    x_start = summarise(x, rank) if cfg.tolerance > 0 else None
     previous, history = None, []
     for iteration in range(1, cfg.iterations + 1):
         started = time.perf_counter()
         x_new = half_step(spark, users, x, y, y_summary.gram, cfg, rank, w0)
-        x_summary = summarise(x_new, items.n_rows, cfg, w0, rank)
+        x_summary = summarise(x_new, rank)
         y_new = half_step(spark, items, y, x_new, x_summary.gram, cfg, rank, w0)
-        y_next = summarise(y_new, users.n_rows, cfg, w0, rank)
+        y_next = summarise(y_new, rank)
         seconds = time.perf_counter() - started
         if iteration == 1 and x_start is not None:  # the loss of the starting factors, from the first user step
             previous = objective(x_summary.before, x_start, y_summary, w0)
@@ -175,8 +186,8 @@ def build_sides(data: DataFrame, n_users: int, n_items: int, foldin: dict, cfg: 
                                                       .to_batches()), schema)
     nonzeros = nonzeros.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        users = side_structure(nonzeros, user_assign, _U, _I, _UB, n_users, n_items)
-        items = side_structure(nonzeros, item_assign, _I, _U, _IB, n_items, n_users)
+        users = side_structure(nonzeros, user_assign, _U, _I, _UB, _IB, n_users, n_items)
+        items = side_structure(nonzeros, item_assign, _I, _U, _IB, _UB, n_items, n_users)
     finally:
         nonzeros.unpersist()
     log.info("wals (spark): %d user blocks (largest %d nonzeros), %d item blocks (largest %d) of at most %d",
@@ -185,21 +196,57 @@ def build_sides(data: DataFrame, n_users: int, n_items: int, foldin: dict, cfg: 
 
 
 def side_structure(nonzeros: DataFrame, assign: DataFrame, row_col: str, other_col: str, block_col: str,
-                   n_rows: int, n_other: int) -> Side:
-    """One side's Side: blocks (one row each, hash-partitioned by block) and routes, materialised."""
+                   other_block_col: str, n_rows: int, n_other: int) -> Side:
+    """One side's Side: its blocks' structure (block_structure), hash-partitioned by block, materialised."""
     spark = nonzeros.sparkSession
-    entries = F.collect_list(F.struct(F.col(row_col).alias("r"), F.col(other_col).alias("c"), F.col(_C).alias("w")))
     stats = assign.groupBy(_BLOCK).agg(F.sum(_COUNT).alias("n")).agg(F.count("*"), F.max("n")).first()
     n_blocks, largest = int(stats[0]), int(stats[1] or 0)
     partitions = max(1, min(n_blocks, int(spark.conf.get("spark.sql.shuffle.partitions"))))
-    blocks = (nonzeros.groupBy(F.col(block_col).alias(_BLOCK)).agg(entries.alias("e"))
-              .select(_BLOCK, F.col("e.r").alias(_ROWS), F.col("e.c").alias(_COLS), F.col("e.w").alias(_CONF))
-              .repartition(partitions, _BLOCK).persist(StorageLevel.MEMORY_AND_DISK))
-    routes = (nonzeros.select(F.col(other_col).alias(_IDX), F.col(block_col).alias(_BLOCK)).distinct()
-              .repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), _IDX)  # joins shuffle the factors only
-              .persist(StorageLevel.MEMORY_AND_DISK))
-    blocks.count(), routes.count()
-    return Side(n_rows, n_other, assign, blocks, routes, n_blocks, largest)
+    entries = nonzeros.select(F.col(block_col).alias(_BLOCK), F.col(row_col).alias(_R), F.col(other_col).alias(_O),
+                              F.col(other_block_col).alias(_OB), _C)
+    structure = (assign.groupBy(_BLOCK).cogroup(entries.groupBy(_BLOCK)).applyInArrow(block_structure,
+                                                                                         STRUCTURE_SCHEMA)
+                 .repartition(partitions, _BLOCK).persist(StorageLevel.MEMORY_AND_DISK))
+    structure.count()
+    return Side(n_rows, n_other, assign, structure, n_blocks, largest)
+
+
+def block_structure(rows: pa.Table, entries: pa.Table) -> pa.Table:
+    """The cogroup function: (a block's rows from assign, its nonzeros) -> its STRUCTURE_SCHEMA row.
+
+    The block's columns are the distinct other rows its nonzeros name in (other block, index) order,
+    the order in which their source blocks' parts arrive (sorted by source block, each part sorted by
+    index); its destinations get the positions of its rows they name, in index order."""
+    idx = rows.column(_IDX).to_numpy()
+    order = np.argsort(idx, kind="stable")
+    idx, counts = idx[order].astype(np.int32), rows.column(_COUNT).to_numpy()[order].astype(np.int32)
+    row_of = np.searchsorted(idx, entries.column(_R).to_numpy()).astype(np.int64)
+    other = entries.column(_O).to_numpy().astype(np.int64)
+    other_block = entries.column(_OB).to_numpy().astype(np.int64)
+    conf = entries.column(_C).to_numpy().astype(np.float32)
+    by_other = np.lexsort((other, other_block))
+    first = np.ones(len(other), bool)
+    first[1:] = (other[by_other][1:] != other[by_other][:-1]) | (other_block[by_other][1:] != other_block[by_other][:-1])
+    col_of = np.empty(len(other), np.int64)
+    col_of[by_other] = np.cumsum(first) - 1
+    by_row = np.lexsort((col_of, row_of))
+    sends = np.lexsort((row_of, other_block))  # this block's rows each other block names, once each
+    keep = np.ones(len(sends), bool)
+    keep[1:] = (row_of[sends][1:] != row_of[sends][:-1]) | (other_block[sends][1:] != other_block[sends][:-1])
+    dest_of, positions = other_block[sends][keep], row_of[sends][keep]
+    dests, starts = np.unique(dest_of, return_index=True)
+    offsets = np.append(starts, len(dest_of)).astype(np.int32)
+    block = rows.column(_BLOCK)[0].as_py()
+    values = [block, idx, counts, row_of[by_row].astype(np.int32), col_of[by_row].astype(np.int32), conf[by_row],
+              dests.astype(np.int64), offsets, positions.astype(np.int32)]
+    columns = [pa.array([values[0]], pa.int64())] + [pa.array([v.tobytes()], pa.binary()) for v in values[1:]]
+    return pa.Table.from_arrays(columns + [pa.array([len(conf)], pa.int64())],
+                                names=[f.split()[0] for f in STRUCTURE_SCHEMA.split(", ")])
+
+
+def _array(table: pa.Table, column: str, dtype, row: int = 0) -> np.ndarray:
+    """A binary cell's bytes as a numpy array (no copy)."""
+    return np.frombuffer(table.column(column)[row].as_buffer(), dtype)
 
 
 def assign_blocks(data: DataFrame, column: str, n_rows: int, limit: int) -> DataFrame:
@@ -291,76 +338,102 @@ def warm_factors(assign: DataFrame, earlier: DataFrame, ids: DataFrame, index_co
 
 def half_step(spark: SparkSession, side: Side, own: DataFrame, other: DataFrame, other_gram: np.ndarray,
               cfg: WalsConfig, rank: int, w0: float) -> DataFrame:
-    """New rows of `side` (SOLVED_SCHEMA) after block_half_step on every block, locally checkpointed."""
-    shipped = (side.routes.join(other.select(_IDX, FACTORS), _IDX)
-               .select(_BLOCK, _IDX, F.lit(0).alias(_COUNT), FACTORS, F.lit(True).alias(_OTHER)))
-    rows = own.select(_BLOCK, _IDX, _COUNT, FACTORS, F.lit(False).alias(_OTHER)).unionByName(shipped)
+    """New packed rows of `side` after block_half_step on every block, locally checkpointed: each block
+    receives its own rows and one part from every other-side block that holds rows it needs."""
+    columns = (_BLOCK, "_kind", "_src", "_payload")
+    inputs = own.where(F.col("_kind") == OWN).select(*columns).unionByName(
+        other.where(F.col("_kind") == PART).select(*columns))
     gram_w0 = spark.sparkContext.broadcast((w0 * other_gram).astype(np.float32))
     solve = block_solver(gram_w0, side.n_other, cfg, rank, w0)
-    solved = side.blocks.groupBy(_BLOCK).cogroup(rows.groupBy(_BLOCK)).applyInArrow(solve, SOLVED_SCHEMA)
+    solved = side.structure.groupBy(_BLOCK).cogroup(inputs.groupBy(_BLOCK)).applyInArrow(solve, PACKED_SCHEMA)
     result = solved.localCheckpoint(eager=True)
     gram_w0.unpersist()
     return result
 
 
 def block_solver(gram_w0, n_other: int, cfg: WalsConfig, rank: int, w0: float):
-    """The cogroup function: (a block's nonzeros, its own and shipped rows) -> its new rows."""
-    def solve(nonzeros: pa.Table, rows: pa.Table) -> pa.Table:
-        other = np.asarray(rows.column(_OTHER).to_numpy(zero_copy_only=False), bool)
-        index = rows.column(_IDX).to_numpy()
-        factors = _matrix(rows.column(FACTORS), rank)
-        own_at = np.flatnonzero(~other)
-        own_at = own_at[np.argsort(index[own_at], kind="stable")]
-        other_at = np.flatnonzero(other)
-        other_at = other_at[np.argsort(index[other_at], kind="stable")]
-        own_index, other_index = index[own_at], index[other_at]
-        if nonzeros.num_rows:
-            row_of = np.searchsorted(own_index, _flat(nonzeros, _ROWS))
-            col_of = np.searchsorted(other_index, _flat(nonzeros, _COLS))
-            conf = _flat(nonzeros, _CONF)
+    """The cogroup function: (a block's structure, its own rows and the parts shipped to it) -> its new
+    packed rows (PACKED_SCHEMA)."""
+    def solve(structure: pa.Table, inputs: pa.Table) -> pa.Table:
+        kinds = inputs.column("_kind").to_numpy()
+        own_at = int(np.flatnonzero(kinds == OWN)[0])
+        x = _array(inputs, "_payload", np.float32, own_at).reshape(-1, rank)
+        parts = np.flatnonzero(kinds == PART)
+        parts = parts[np.argsort(inputs.column("_src").to_numpy()[parts], kind="stable")]
+        if len(parts):
+            other = np.concatenate([_array(inputs, "_payload", np.float32, int(at)) for at in parts]).reshape(-1, rank)
         else:
-            row_of = col_of = np.zeros(0, np.int64)
-            conf = np.zeros(0, np.float32)
-        counts = rows.column(_COUNT).to_numpy()[own_at]
-        nz = BlockNonzeros(row_of, col_of, conf, len(own_at), factors[other_at])
+            other = np.zeros((0, rank), np.float32)
+        counts = _array(structure, _COUNT, np.int32)
+        nz = BlockNonzeros(_array(structure, "_rows", np.int32), _array(structure, "_cols", np.int32),
+                           _array(structure, "_conf", np.float32), len(counts), other)
         reg = row_regularization(counts, n_other, cfg.reg, w0, cfg.reg_exponent)
-        x = factors[own_at]
-        before = observed_loss(x, nz, w0)
+        before = float(np.sum(observed_loss(x, nz, w0)))
         x = block_half_step(x, nz, gram_w0.value, reg, w0, cfg.cg_steps)
-        return pa.table({_IDX: pa.array(own_index, pa.int32()), _BLOCK: rows.column(_BLOCK).take(pa.array(own_at)),
-                         _COUNT: pa.array(counts, pa.int32()), FACTORS: _list_array(x),
-                         _BEFORE: pa.array(before), _AFTER: pa.array(observed_loss(x, nz, w0))})
+        return packed_rows(structure, x, reg, before, float(np.sum(observed_loss(x, nz, w0))))
 
     return solve
 
 
-def summarise(rows: DataFrame, n_other: int, cfg: WalsConfig, w0: float, rank: int) -> Summary:
-    """Gramian, penalty and observed-loss sums of a side's rows in one pass (one row per partition)."""
-    has_loss = _BEFORE in rows.columns
+def packed_rows(structure: pa.Table, x: np.ndarray, reg: np.ndarray, before: float, after: float) -> pa.Table:
+    """A block's PACKED_SCHEMA rows: its own (factors, Gramian, penalty, observed loss before and after)
+    and one part per destination block with the rows that block needs."""
+    block = structure.column(_BLOCK)[0].as_py()
+    dests, offsets = _array(structure, "_dests", np.int64), _array(structure, "_offsets", np.int32)
+    positions = _array(structure, "_positions", np.int32)
+    x = np.ascontiguousarray(x, np.float32)
+    m = x.astype(np.float64)
+    penalty = float(np.sum(np.asarray(reg, np.float64) * np.sum(m * m, axis=1)))
+    payloads = [x.tobytes()] + [x[positions[offsets[d]:offsets[d + 1]]].tobytes() for d in range(len(dests))]
+    n = len(payloads)
+    none = [None] * (n - 1)
+    return pa.Table.from_arrays([
+        pa.array(np.r_[block, dests], pa.int64()), pa.array([OWN] + [PART] * (n - 1), pa.int8()),
+        pa.array([block] * n, pa.int64()), pa.array([structure.column(_IDX)[0].as_py()] + none, pa.binary()),
+        pa.array(payloads, pa.binary()), pa.array([(m.T @ m).tobytes()] + none, pa.binary()),
+        pa.array([penalty] + none, pa.float64()), pa.array([before] + none, pa.float64()),
+        pa.array([after] + none, pa.float64())], names=[f.split()[0] for f in PACKED_SCHEMA.split(", ")])
 
-    def partial(batches):
-        gram, penalty, before, after, n = None, 0.0, 0.0, 0.0, 0
+
+def pack(side: Side, rows: DataFrame, cfg: WalsConfig, rank: int, w0: float) -> DataFrame:
+    """Per-row factors (ROWS_SCHEMA) as the side's packed rows (observed loss 0), locally checkpointed."""
+    n_other = side.n_other
+
+    def packed(structure: pa.Table, block_rows: pa.Table) -> pa.Table:
+        idx = _array(structure, _IDX, np.int32)
+        order = np.argsort(block_rows.column(_IDX).to_numpy(), kind="stable")
+        x = _matrix(block_rows.column(FACTORS), rank)[order]
+        assert len(x) == len(idx), "every row of a block has factors"
+        reg = row_regularization(_array(structure, _COUNT, np.int32), n_other, cfg.reg, w0, cfg.reg_exponent)
+        return packed_rows(structure, x, reg, 0.0, 0.0)
+
+    return (side.structure.groupBy(_BLOCK).cogroup(rows.groupBy(_BLOCK)).applyInArrow(packed, PACKED_SCHEMA)
+            .localCheckpoint(eager=True))
+
+
+def unpack(packed: DataFrame, rank: int) -> DataFrame:
+    """A side's packed rows as one row per index (_idx, factors)."""
+    def rows(batches):
         for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            m = _matrix(batch.column(FACTORS), rank).astype(np.float64)
-            gram = m.T @ m if gram is None else gram + m.T @ m
-            reg = row_regularization(batch.column(_COUNT).to_numpy(), n_other, cfg.reg, w0, cfg.reg_exponent)
-            penalty += float(np.sum(reg.astype(np.float64) * np.sum(m * m, axis=1)))
-            if has_loss:
-                before += float(np.sum(batch.column(_BEFORE).to_numpy()))
-                after += float(np.sum(batch.column(_AFTER).to_numpy()))
-            n += batch.num_rows
-        if gram is not None:
-            yield pa.RecordBatch.from_pylist([{"gram": gram.ravel().tolist(), "penalty": penalty, "before": before,
-                                               "after": after, "rows": n}])
+            table = pa.Table.from_batches([batch])
+            for at in range(table.num_rows):
+                idx = _array(table, _IDX, np.int32, at)
+                x = _array(table, "_payload", np.float32, at).reshape(-1, rank)
+                yield pa.RecordBatch.from_arrays([pa.array(idx, pa.int32()), _list_array(x)], names=[_IDX, FACTORS])
 
-    parts = rows.mapInArrow(partial, SUMMARY_SCHEMA).collect()
+    return (packed.where(F.col("_kind") == OWN).select(_IDX, "_payload")
+            .mapInArrow(rows, f"{_IDX} int, {FACTORS} array<float>"))
+
+
+def summarise(packed: DataFrame, rank: int) -> Summary:
+    """Gramian, penalty and observed-loss sums of a side's packed rows (one row per block reaches the
+    driver, no Python pass: the solve computed them)."""
+    parts = (packed.where(F.col("_kind") == OWN).select("_gram", "_penalty", "_before", "_after").collect())
     gram = np.zeros((rank, rank))
     for part in parts:
-        gram += np.asarray(part["gram"]).reshape(rank, rank)
-    return Summary(gram, sum(p["penalty"] for p in parts), sum(p["before"] for p in parts),
-                   sum(p["after"] for p in parts))
+        gram += np.frombuffer(part["_gram"], np.float64).reshape(rank, rank)
+    return Summary(gram, sum(p["_penalty"] for p in parts), sum(p["_before"] for p in parts),
+                   sum(p["_after"] for p in parts))
 
 
 def as_factor_model(x: DataFrame, y: DataFrame, prepared: PreparedData, metadata: dict) -> FactorModel:
@@ -388,11 +461,6 @@ def _matrix(column, rank: int) -> np.ndarray:
     if len(array) == 0:
         return np.zeros((0, rank), np.float32)
     return np.asarray(array.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(array), rank)
-
-
-def _flat(table: pa.Table, column: str) -> np.ndarray:
-    """The concatenated list values of `column` over the table's rows (one row: a block)."""
-    return table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
 
 
 def _list_array(matrix: np.ndarray) -> pa.Array:
