@@ -47,7 +47,7 @@ class WalsConfig:
     init_stddev: float = 0.01
     tolerance: float = 1e-4  # stop when an iteration lowers the loss by less than this share; 0: always `iterations`
     engine: str = "auto"  # auto | driver | spark; auto: spark when the driver engine would pass train.driver_max_bytes
-    block_interactions: int = 262144  # spark engine: nonzeros per block of rows (one task), ~(40 + 12 x rank) bytes each
+    block_interactions: int = 262144  # spark engine: nonzeros per block (task), ~70 + 4 x rank B each, + 24 x rank per row
 
     def __post_init__(self):
         _check_choice("model.wals.confidence", self.confidence, CONFIDENCE_SCHEMES)
