@@ -6,10 +6,15 @@ scripts/package.sh builds the job, spark-submit runs dist/jobs/nightly.py on the
 with pyarrow. The driver and the executors run the venv's Python behind a guard (a sitecustomize)
 that refuses to import recsys_spark from anywhere but a zip and logs where each process got it, so
 the installed (editable) package cannot stand in for the shipped one.
+
+The same package also runs with spark-submit on local[2] (WALS, bfloat16 scoring, the nightly
+evaluation), whose output must carry none of TensorFlow's or Spark's start-up noise; it moved here
+from tests/test_package.py, which keeps the cheap check of what package.sh builds in `make test`.
 """
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,11 +28,12 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
+from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.storage.sample_files import write_interactions
+from tests.test_package import build_package
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
-ROOT = Path(__file__).resolve().parents[1]
 SPARK_BIN = Path(pyspark.__file__).parent / "bin"
 RUN_DATE = "2026-05-01"
 TOP_N = 10
@@ -146,11 +152,47 @@ def standalone(tmp_path_factory):
             _stop(process)
 
 
-def test_nightly_job_publishes_on_a_standalone_cluster_from_the_zip_alone(standalone, tmp_path):
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """scripts/package.sh's output, built once for this module."""
+    return build_package(tmp_path_factory.mktemp("package") / "dist")
+
+
+def test_packaged_job_runs_with_spark_submit(dist, tmp_path):
+    """The packaged job on local[2] (no cluster): WALS and bfloat16 scoring import TensorFlow in the
+    driver and in every Python worker, and the nightly evaluation ranks items by popularity (once a
+    window without partition); none of their start-up noise reaches the output, the summary is last."""
+    source = tmp_path / "interactions.csv"
+    generate_interactions(n_users=30, n_items=15, n_interactions=300, seed=4).to_csv(source, index=False)
+    out = tmp_path / "warehouse"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "JDK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}  # a short-lived JVM starts faster with C1 alone
+    for variable in ("RECSYS_SPARK_FAULT", "TF_CPP_MIN_LOG_LEVEL"):  # the log levels a user gets by default
+        env.pop(variable, None)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[2]",
+         "--py-files", str(dist / "recsys_spark.zip"),
+         str(dist / "jobs" / "nightly.py"), "--conf", str(dist / "conf" / "cluster.yaml"),
+         "--input", str(source), "--output", str(out), "--run-date", "2026-05-01",
+         "--set", "model.kind=wals", "--set", "model.rank=4", "--set", "model.wals.iterations=2",
+         "--set", "score.precision=bfloat16", "--set", "evaluate.enabled=true",
+         "--set", "spark.conf={spark.sql.shuffle.partitions: 2, spark.ui.enabled: false}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout[-3000:]
+    recs = pq.read_table(out / "user_recs" / "run_date=2026-05-01").to_pandas()
+    assert recs.user_id.nunique() == 30 and set(recs.model) == {"wals"}
+    assert (out / "_runs" / "2026-05-01" / "current" / "_SUCCESS").exists()
+    noise = [line for line in lines if any(s in line for s in ("cuInit", "No Partition Defined", "oneDNN",
+                                                               "absl::InitializeLog", "clientserver"))]
+    assert noise == []
+    summary = lines[lines.index(f"run_date 2026-05-01, output {out}"):]  # the summary is last, nothing after it
+    assert summary[-1].startswith(f"  SELECT user_id, rank, item_id, score FROM parquet.`{out}/user_recs`")
+    assert not [line for line in summary if re.match(r"\d{2,4}[-/]\d\d[-/]\d\d \d\d:|[IWEF]\d{4} ", line)]
+
+
+def test_nightly_job_publishes_on_a_standalone_cluster_from_the_zip_alone(standalone, dist, tmp_path):
     master, ui_port = standalone
-    dist = tmp_path / "dist"
-    subprocess.run([str(ROOT / "scripts" / "package.sh")], env={**os.environ, "DIST": str(dist),
-                   "PYTHON": sys.executable}, check=True, capture_output=True, timeout=300)
     driver_python, driver_log = _guarded_python(tmp_path, "driver")
     executor_python, executor_log = _guarded_python(tmp_path, "executor")
     probe = subprocess.run([str(executor_python), "-c", "import recsys_spark"], cwd=tmp_path, env=_clean_env(),

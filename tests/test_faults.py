@@ -1,10 +1,13 @@
 """SIGKILL at every stage of a run, and a task that fails once: readers see the old run or the new
 one whole, earlier dates stay byte-identical, and the rerun equals a clean run.
 
-Each killed run is a subprocess in its own process group, so SIGKILL takes the driver, the JVM
-and the Python workers together. The kill points inside a run use the test hook
+Each killed command is a subprocess in its own process group, so SIGKILL takes the driver, the JVM
+and the Python workers together. The kill points inside audit and publish use the test hook
 RECSYS_SPARK_FAULT (recsys_spark/faults.py); the kill during the staging write polls for the
-staging directory instead.
+staging directory instead. A killed process cannot go on, so each kill point costs one JVM; to keep
+that JVM short, the late kill points (audited, publish_swap, publish_current) kill `recsys-spark
+publish` of tables `prepare`/`train`/`score`/`similar` staged in this process, which reaches them
+through the same audit_and_publish as `run`; the staging-write kill is a `run`.
 """
 
 import hashlib
@@ -84,6 +87,17 @@ def runs(spark, tmp_path_factory):
             "new_rows": _rows(spark, clean, DATE)}
 
 
+def _stage_tables(out: Path, source: str, stages=("prepare", "train", "score", "similar")) -> None:
+    """In this process (the shared, warm session): stage DATE's tables from `source` for `publish`."""
+    common = ["--output", str(out), "--run-date", DATE, *FAST]
+    for stage in stages:
+        assert main([stage, *(["--input", source] if stage == "prepare" else []), *common]) == 0, stage
+
+
+def _publish_args(out: Path) -> list:
+    return ["publish", "--output", str(out), "--run-date", DATE, *FAST]
+
+
 def _kill_during_staging_write(args: list, runs_dir: Path) -> None:
     before = set(os.listdir(runs_dir))
     proc = _start(args)
@@ -108,16 +122,18 @@ def _kill_at(args: list, point: str) -> None:
 def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, runs):
     out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
     assert runs["old_rows"] != runs["new_rows"]
+    _stage_tables(out, runs["new"])  # for the publish killed after the audit; staged tables are not visible
+    assert _rows(spark, out, DATE) == runs["old_rows"]
     _kill_during_staging_write(args, out / "_runs" / DATE)
     assert any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
     kills = [("during the staging write", None),
-             ("after staging and audit", lambda: _kill_at(args, "audited"))]
+             ("after staging and audit", lambda: _kill_at(_publish_args(out), "audited"))]
     for where, kill in kills:
         if kill:
             kill()
         assert _digest(out, EARLIER) == runs["earlier"], where
         assert _rows(spark, out, DATE) == runs["old_rows"], where
-    # the audited run started by removing the staging directory the first kill left
+    # the audited publish started by removing the staging directory the first kill left
     assert not any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
 
 
@@ -128,9 +144,11 @@ def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
     from recsys_spark.storage.layout import DateLayout
     from recsys_spark.storage.published import published_manifest
 
-    out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
+    out = runs["out"]
+    _stage_tables(out, runs["new"], ("prepare", "train"))  # the date's prepared data and model; `clean` leaves them
     for point in ("publish_swap", "publish_current"):
-        _kill_at(args, point)
+        _stage_tables(out, runs["new"], ("score", "similar"))
+        _kill_at(_publish_args(out), point)
         recs, similar = _rows(spark, out, DATE)
         assert recs in (runs["old_rows"][0], runs["new_rows"][0]), point
         assert similar in (runs["old_rows"][1], runs["new_rows"][1]), point
