@@ -1,5 +1,6 @@
 """One local SparkSession for the whole test session."""
 
+import dataclasses
 import os
 import sys
 
@@ -9,18 +10,44 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+TEST_PARTITIONS = "2"  # one shuffle task per core of local[2,2]
+PARTITIONS_KEY = "spark.sql.shuffle.partitions"
+
+
+def _keep_test_partitions_in_commands():
+    """Commands run in this process (`main([...])`) get the shared session, and getOrCreate applies
+    their spark.conf to it: the default spark.sql.shuffle.partitions (8, for a real machine) would stay
+    set for every later test. A command whose config keeps that default runs with the test session's
+    value instead; a value a test sets itself still wins."""
+    from recsys_spark.app import session as app_session
+    from recsys_spark.config.sections import SPARK_CONF
+
+    real = app_session.build_session
+
+    def build_session(cfg, extra_conf=None):
+        if str(cfg.conf.get(PARTITIONS_KEY)) == str(SPARK_CONF[PARTITIONS_KEY]):
+            cfg = dataclasses.replace(cfg, conf={**cfg.conf, PARTITIONS_KEY: TEST_PARTITIONS})
+        return real(cfg, extra_conf)
+
+    app_session.build_session = build_session
+    return real
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from recsys_spark.app.session import build_session
     from recsys_spark.config import SparkConfig
+
+    build_session = _keep_test_partitions_in_commands()
 
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = build_session(SparkConfig(
         master="local[2,2]",  # a failed task is retried once (tests/test_faults.py injects one)
         app_name="recsys-spark-tests",
         conf={
-            "spark.sql.shuffle.partitions": "4",
-            "spark.default.parallelism": "4",
+            # One task per core: createDataFrame slices and Spark ALS blocks follow default.parallelism,
+            # scoring runs 4 tasks per unit of it (score.partitions 0); more tasks only add overhead here.
+            PARTITIONS_KEY: TEST_PARTITIONS,
+            "spark.default.parallelism": "2",
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
