@@ -55,7 +55,8 @@ def choose_engine(engine: str, prepared: PreparedData, rank: int, driver_max_byt
     (bytes_per_interaction per interaction) fits train.driver_max_bytes, else spark."""
     if engine != "auto":
         return engine
-    rows = prepared.interactions.count()
+    rows = prepared.stats.get("interactions")  # counted by prepare (and by every split); else one count
+    rows = prepared.interactions.count() if rows is None else int(rows)
     needed = rows * bytes_per_interaction(rank)
     chosen = "driver" if needed <= driver_max_bytes else "spark"
     log.info("wals: engine %s (%d interactions need about %.2f GiB of the %.2f GiB driver budget on the driver)",
