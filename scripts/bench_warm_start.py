@@ -14,7 +14,9 @@ excluded, recsys_spark.evaluation.metrics.ranking_metrics) on the held-out rows 
 user and item it knows. Day 0 has no earlier model, so both sequences start from the same cold
 model; from day 1 on the cold sequence trains from random factors every day (model.warm_start=off)
 and the warm one from the previous day's model (what `recsys-spark run` with model.warm_start=auto
-does when the previous date is published); both train model.kind=wals (model.kind=auto would pick
+does when the previous date is published: each day's model is written with storage.stores.save_model and
+the next day starts from it read back with load_model, as the nightly run reads `_runs/D/current/model`);
+both train model.kind=wals (model.kind=auto would pick
 EASE for these catalogs, which has no warm start). Churn: 1 - mean overlap of consecutive days' top 10
 per user (recsys_spark/evaluation/stability.py, as in the manifest). The same functions as the
 nightly run: data.prepare.prepare, models.registry.train_model (with models.warm_start.WarmStart),
@@ -28,7 +30,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +77,17 @@ def main() -> None:
                          generate_interactions(n_users=20_000, n_items=4_000, n_interactions=1_000_000, seed=7)))
     print("command: python scripts/bench_warm_start.py" + f" --days {args.days} --datasets {args.datasets}"
           + "".join(f" --set {o}" for o in args.overrides))
-    for title, raw in datasets:
-        table = run_days(spark, raw, args.days, args.overrides)
-        print(f"\n{title}\n{markdown(table)}\n{summary(table)}", flush=True)
-    spark.stop()
+    store = Path(tempfile.mkdtemp(prefix="bench-warm-start-"))
+    try:
+        for number, (title, raw) in enumerate(datasets):
+            table = run_days(spark, raw, args.days, args.overrides, store / str(number))
+            print(f"\n{title}\n{markdown(table)}\n{summary(table)}", flush=True)
+    finally:
+        spark.stop()
+        shutil.rmtree(store, ignore_errors=True)
 
 
-def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.DataFrame:
+def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str], store: Path) -> pd.DataFrame:
     """Train, score and evaluate days 0..days cold and warm; one row per day."""
     from recsys_spark.config import load_config
 
@@ -101,7 +109,8 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str]) -> pd.Da
             if day == 0 and mode == "warm":
                 result = previous["cold"]  # no earlier model: the warm sequence starts from the cold day 0
             else:
-                result = day_result(spark, prepared, cfg, test, previous[mode], mode == "warm")
+                result = day_result(spark, prepared, cfg, test, previous[mode], mode == "warm",
+                                    store / f"{day}-{mode}")
             previous[mode] = result
             row.update({f"{mode} {k}": v for k, v in result.items() if k in ("iterations", "fit s", "reconcile s",
                                                                            "train s", "ndcg@10", "churn")})
@@ -159,15 +168,16 @@ def compile_for_shapes(prepared, cfg) -> None:
     fit_interactions(data, WalsConfig(**params, iterations=1, tolerance=0.0), cfg.model.rank, cfg.model.seed)
 
 
-def day_result(spark, prepared, cfg, test, previous: dict | None, warm: bool) -> dict:
+def day_result(spark, prepared, cfg, test, previous: dict | None, warm: bool, model_dir: Path) -> dict:
     from recsys_spark.evaluation.metrics import ranking_metrics
     from recsys_spark.evaluation.stability import user_recs_stability
     from recsys_spark.models.registry import train_model
     from recsys_spark.models.warm_start import WarmStart
     from recsys_spark.serving.scoring import recommend
     from recsys_spark.serving.tables import user_recs_table
+    from recsys_spark.storage.stores import load_model, save_model
 
-    plan = WarmStart("auto", previous["model"], {"run_date": "previous day"}) if warm and previous else None
+    plan = WarmStart("auto", previous["saved"], {"run_date": "previous day"}) if warm and previous else None
     model = train_model(prepared, cfg, None, plan)
     model.user_factors.persist().count()
     model.item_factors.persist().count()
@@ -180,7 +190,8 @@ def day_result(spark, prepared, cfg, test, previous: dict | None, warm: bool) ->
         churn = user_recs_stability(recs, previous["recs"], cfg.score.top_n)["churn"]
     fit = round(sum(h["seconds"] for h in model.metadata["history"]), 2)
     reconcile = (model.metadata.get("warm_start") or {}).get("seconds", 0.0)
-    return {"model": model, "recs": recs, "iterations": model.metadata["iterations_run"], "fit s": fit,
+    save_model(model, str(model_dir))
+    return {"model": model, "saved": load_model(spark, str(model_dir)), "recs": recs, "iterations": model.metadata["iterations_run"], "fit s": fit,
             "reconcile s": reconcile, "train s": seconds,
             "ndcg@10": round(values[("ndcg", 10)], 4), "churn": None if churn is None else round(churn, 4)}
 

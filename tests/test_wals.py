@@ -1,4 +1,5 @@
-"""WALS: the TF core against dense numpy solves, planted structure, determinism, the Spark trainer."""
+"""WALS: both driver kernels (numpy, TensorFlow) against dense numpy solves and each other, planted
+structure, determinism, the trainer."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,15 @@ from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.kernels.confidence import bm25_statistics, confidence, row_regularization
 
 tf = pytest.importorskip("tensorflow")
-from recsys_spark.kernels import wals_tf  # noqa: E402
+from recsys_spark.kernels import wals_cpu, wals_tf  # noqa: E402
+from recsys_spark.kernels.tf_runtime import gpu_visible  # noqa: E402
+from recsys_spark.kernels.wals_blocks import initial_rows  # noqa: E402
+
+KERNELS = {
+    "numpy": (wals_cpu.fit, lambda n, rank, stddev, seed, side: initial_rows(np.arange(n), rank, stddev, seed, side)),
+    "tensorflow": (wals_tf.fit, lambda n, rank, stddev, seed, side: wals_tf.initial_factors(n, rank, stddev,
+                                                                                           (seed, side)).numpy()),
+}
 
 
 def _tiny(seed=0, n_users=9, n_items=7):
@@ -49,14 +58,15 @@ def test_half_step_with_enough_cg_iterations_is_the_exact_solve():
     np.testing.assert_allclose(got, _exact_rows(y, weights, target, reg), rtol=1e-4, atol=1e-5)
 
 
-def test_fit_matches_alternating_dense_solves_and_its_loss_is_the_objective():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fit_matches_alternating_dense_solves_and_its_loss_is_the_objective(kernel):
+    fit, start = KERNELS[kernel]
     users, items, conf = _tiny(seed=3)
     n_users, n_items, rank, w0, reg, iterations = 9, 7, 3, 0.5, 0.1, 4
-    got_x, got_y, history = wals_tf.fit(users, items, conf, n_users, n_items, rank, iterations, reg, w0,
-                                        reg_exponent=0.0, cg_steps=3 * rank, init_stddev=0.1, seed=5)
+    got_x, got_y, history = fit(users, items, conf, n_users, n_items, rank, iterations, reg, w0,
+                                reg_exponent=0.0, cg_steps=3 * rank, init_stddev=0.1, seed=5)
     weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
-    x = wals_tf.initial_factors(n_users, rank, 0.1, (5, 1)).numpy()
-    y = wals_tf.initial_factors(n_items, rank, 0.1, (5, 2)).numpy()
+    x, y = start(n_users, rank, 0.1, 5, 1), start(n_items, rank, 0.1, 5, 2)
     for _ in range(iterations):
         x = _exact_rows(y, weights, target, np.full(n_users, reg))
         y = _exact_rows(x, weights.T, target.T, np.full(n_items, reg))
@@ -172,13 +182,45 @@ def test_wals_learns_planted_taste_and_beats_popularity():
     assert wals_p > 1.5 * pop_p, (wals_p, pop_p)
 
 
-def test_same_seed_same_factors_other_seed_other_factors():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_same_seed_same_factors_other_seed_other_factors(kernel):
     users, items, conf = _tiny(seed=4, n_users=30, n_items=20)
-    run = lambda seed: wals_tf.fit(users, items, conf, 30, 20, 4, 3, 0.02, 1.0, 1.0, 2, 0.1, seed)[:2]
+    run = lambda seed: KERNELS[kernel][0](users, items, conf, 30, 20, 4, 3, 0.02, 1.0, 1.0, 2, 0.1, seed)[:2]
     first, again, other = run(7), run(7), run(8)
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.allclose(first[0], other[0])
+
+
+def test_numpy_and_tensorflow_kernels_give_the_same_factors_over_many_blocks_and_threads(monkeypatch):
+    """Blocks of at most 7 rows and 40 nonzeros, solved by 3 threads in place, against TensorFlow's
+    whole-matrix half-steps from the same start: same factors, same losses, same tolerance stop."""
+    monkeypatch.setattr(wals_cpu, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(wals_cpu, "BLOCK_NONZEROS", 40)
+    frame = generate_interactions(120, 60, 1500, seed=6).groupby(["user_id", "item_id"], as_index=False).weight.sum()
+    users, items, weights = _indexed(frame)
+    n_users, n_items, rank = int(users.max()) + 1, int(items.max()) + 1, 6
+    conf = confidence(users, items, weights, "log", alpha=2.0, epsilon=1.0)
+    start = (initial_rows(np.arange(n_users), rank, 0.1, 3, 1), initial_rows(np.arange(n_items), rank, 0.1, 3, 2))
+    args = (users, items, conf, n_users, n_items, rank, 30, 0.05, 0.3, 1.0, 3, 0.1, 3)
+    got_x, got_y, got = wals_cpu.fit(*args, initial=start, tolerance=1e-3, threads=3)
+    want_x, want_y, want = wals_tf.fit(*args, initial=start, tolerance=1e-3)
+    assert len(got) == len(want) < 30  # the tolerance stopped both at the same iteration
+    np.testing.assert_allclose([h["loss"] for h in got], [h["loss"] for h in want], rtol=1e-5)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(start[0], initial_rows(np.arange(n_users), rank, 0.1, 3, 1))  # the start is not written
+
+
+@pytest.mark.parametrize("counts, max_nonzeros, max_rows, bounds", [
+    ([3, 3, 3, 3], 6, 10, [0, 2, 4]),
+    ([1, 50, 1, 1], 10, 10, [0, 1, 2, 4]),  # a row over the limit gets a block of its own
+    ([0, 0, 0, 0, 0], 10, 2, [0, 2, 4, 5]),  # rows without nonzeros still count against max_rows
+    ([], 10, 2, [0]),
+])
+def test_block_bounds(counts, max_nonzeros, max_rows, bounds):
+    got = wals_cpu.block_bounds(np.array(counts, np.int64), max_nonzeros, max_rows)
+    assert got.tolist() == bounds
 
 
 def test_train_builds_a_factor_model_with_history(spark):
@@ -196,6 +238,8 @@ def test_train_builds_a_factor_model_with_history(spark):
     assert [h["iteration"] for h in model.metadata["history"]] == [1, 2, 3]
     assert all(h["seconds"] >= 0 and np.isfinite(h["loss"]) for h in model.metadata["history"])
     assert model.metadata["params"]["confidence"] == "bm25"
+    assert model.metadata["engine"] == "driver"
+    assert model.metadata["kernel"] == ("tensorflow" if gpu_visible() else "numpy")
     assert len(model.metadata["foldin"]["bm25_idf"]) == prepared.n_items
     assert "weights" not in model.metadata["foldin"]  # only auto records the weights' profile
     assert model.user_factors.count() == prepared.n_users
@@ -232,18 +276,19 @@ def test_a_confidence_beyond_float32_is_a_clear_error():
     assert np.isfinite(confidence(users, items, np.array([1.0, 3e38]), "log", alpha=2.0, epsilon=1.0)).all()
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_users, n_items", [(1, 5), (6, 1)])
-def test_fit_with_a_single_user_or_item_matches_dense_solves(n_users, n_items):
+def test_fit_with_a_single_user_or_item_matches_dense_solves(n_users, n_items, kernel):
+    fit, start = KERNELS[kernel]
     rng = np.random.default_rng(4)
     users, items = np.nonzero(rng.random((n_users, n_items)) < 0.7)
     users, items = users.astype(np.int32), items.astype(np.int32)
     conf = (1.0 + rng.random(len(users))).astype(np.float32)
     rank, w0, reg = 3, 0.5, 0.1
-    got_x, got_y, _ = wals_tf.fit(users, items, conf, n_users, n_items, rank, 2, reg, w0, reg_exponent=0.0,
-                                  cg_steps=3 * rank, init_stddev=0.1, seed=5)
+    got_x, got_y, _ = fit(users, items, conf, n_users, n_items, rank, 2, reg, w0, reg_exponent=0.0,
+                          cg_steps=3 * rank, init_stddev=0.1, seed=5)
     weights, target = _dense_weights(users, items, conf, n_users, n_items, w0)
-    x = wals_tf.initial_factors(n_users, rank, 0.1, (5, 1)).numpy()
-    y = wals_tf.initial_factors(n_items, rank, 0.1, (5, 2)).numpy()
+    x, y = start(n_users, rank, 0.1, 5, 1), start(n_items, rank, 0.1, 5, 2)
     for _ in range(2):
         x = _exact_rows(y, weights, target, np.full(n_users, reg))
         y = _exact_rows(x, weights.T, target.T, np.full(n_items, reg))

@@ -10,7 +10,8 @@ import pytest
 from recsys_spark.models.warm_start import reconcile_rows, unusable_reason
 
 tf = pytest.importorskip("tensorflow")
-from recsys_spark.kernels import wals_tf  # noqa: E402
+from recsys_spark.kernels import wals_cpu, wals_tf  # noqa: E402
+from recsys_spark.kernels.wals_blocks import initial_rows  # noqa: E402
 
 
 def _reference(old_ids, old_rows, new_ids, fill):
@@ -148,14 +149,15 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
     old_users.index, old_items.index = old_users.index.astype(str), old_items.index.astype(str)
     new_users = prepared.user_ids.toPandas().sort_values("user_index").user_id.tolist()
     new_items = prepared.item_ids.toPandas().sort_values("item_index").item_id.tolist()
-    cold_x = wals_tf.initial_factors(len(new_users), 4, 0.01, (3, 1)).numpy()
-    cold_y = wals_tf.initial_factors(len(new_items), 4, 0.01, (3, 2)).numpy()
+    cold_x = initial_rows(np.arange(len(new_users)), 4, 0.01, 3, 1)  # the seeded start of every WALS engine
+    cold_y = initial_rows(np.arange(len(new_items)), 4, 0.01, 3, 2)
     x0 = np.array([old_users[str(u)] if str(u) in old_users.index else cold_x[r] for r, u in enumerate(new_users)])
     y0 = np.array([old_items[str(i)] if str(i) in old_items.index else cold_y[r] for r, i in enumerate(new_items)])
     data = prepared.interactions.toPandas()
     conf = confidence(data.user_index.to_numpy(), data.item_index.to_numpy(), data.weight.to_numpy(), "linear",
                       alpha=2.0)
-    want_x, want_y, _ = wals_tf.fit(data.user_index.to_numpy(np.int32), data.item_index.to_numpy(np.int32),
+    kernel = wals_cpu if wals.driver_kernel("auto") == "numpy" else wals_tf  # the trainer's, from the start built here
+    want_x, want_y, _ = kernel.fit(data.user_index.to_numpy(np.int32), data.item_index.to_numpy(np.int32),
                                     conf.astype(np.float32), len(new_users), len(new_items), 4, 2, 0.02, 1.0, 1.0, 3,
                                     0.01, 3, initial=(x0, y0))
     got = model.user_factors.toPandas().set_index("user_id").factors

@@ -10,6 +10,7 @@ from recsys_spark.errors import ConfigError
 from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 
 WALS_ENGINES = ("auto", "driver", "spark")
+WALS_KERNELS = ("auto", "numpy", "tensorflow")
 
 
 @dataclass
@@ -33,7 +34,7 @@ class AlsConfig:
 
 @dataclass
 class WalsConfig:
-    """Weighted ALS, conjugate-gradient half-steps: on the driver in TensorFlow or on the executors (engine)."""
+    """Weighted ALS, conjugate-gradient half-steps: on the driver (numpy or TensorFlow) or on the executors (engine)."""
     iterations: int = 15
     reg: float = 0.02  # row lambda = reg * (row count + unobserved_weight * other side) ** reg_exponent
     reg_exponent: float = 1.0  # 1: scaled as in "Revisiting iALS" (Rendle et al.); 0: constant reg
@@ -47,6 +48,7 @@ class WalsConfig:
     init_stddev: float = 0.01
     tolerance: float = 1e-4  # stop when an iteration lowers the loss by less than this share; 0: always `iterations`
     engine: str = "auto"  # auto | driver | spark; auto: spark when the driver engine would pass train.driver_max_bytes
+    kernel: str = "auto"  # driver engine: auto (tensorflow when TensorFlow sees a GPU, else numpy) | numpy | tensorflow
     block_interactions: int = 262144  # spark engine: nonzeros per block (task), ~70 + 4 x rank B each, + 24 x rank per row
 
     def __post_init__(self):
@@ -62,6 +64,7 @@ class WalsConfig:
         _check_min("model.wals.init_stddev", self.init_stddev, 0.0, strict=True)
         _check_min("model.wals.tolerance", self.tolerance, 0.0)
         _check_choice("model.wals.engine", self.engine, WALS_ENGINES)
+        _check_choice("model.wals.kernel", self.kernel, WALS_KERNELS)
         _check_min("model.wals.block_interactions", self.block_interactions, 1)
 
 
@@ -155,7 +158,7 @@ class ContentConfig:
 
 @dataclass
 class TrainConfig:
-    driver_max_bytes: int = 8 << 30  # driver memory a driver-side trainer may plan to use (WALS: ~900 B/interaction at rank 64)
+    driver_max_bytes: int = 8 << 30  # driver memory a driver-side trainer may plan to use (WALS on numpy: ~50 B/interaction)
 
 
 @dataclass

@@ -1,33 +1,69 @@
-"""Thread count of the BLAS that numpy loaded, set from inside a Spark Python worker.
+"""Thread count of the OpenBLAS libraries numpy and scipy loaded, set from inside a Spark Python worker
+or around the driver's threaded WALS kernel.
 
 Spark runs one task per core, and each task's GEMM must not spawn a BLAS thread per core too:
-that oversubscribes the machine. Local mode does not set OMP_NUM_THREADS for its workers.
+that oversubscribes the machine. Local mode does not set OMP_NUM_THREADS for its workers. The same
+holds for kernels/wals_cpu.py, which runs one thread per core, each calling small GEMMs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import re
+from contextlib import contextmanager
 
-_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-            "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
+_SUFFIXES = ("", "64_")
+_PREFIXES = ("openblas", "scipy_openblas")
 _done: dict = {}
+
+
+def _openblas_libraries() -> list[tuple]:
+    """(set_num_threads, get_num_threads) of every OpenBLAS loaded in this process (numpy's and scipy's
+    wheels each bring their own); empty when none is, or off Linux."""
+    if "libraries" in _done:
+        return _done["libraries"]
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = sorted(set(re.findall(r"\S*openblas\S*\.so\S*", maps.read())))
+    except OSError:  # not Linux: leave the BLAS as configured by its environment variables
+        return []
+    found = []
+    for path in paths:
+        library = ctypes.CDLL(path)
+        for prefix in _PREFIXES:
+            for suffix in _SUFFIXES:
+                setter, getter = f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}"
+                if hasattr(library, setter) and hasattr(library, getter):
+                    found.append((getattr(library, setter), getattr(library, getter)))
+                    break
+            else:
+                continue
+            break
+    _done["libraries"] = found
+    return found
 
 
 def limit_blas_threads(threads: int) -> bool:
     """Set the OpenBLAS thread count of this process (once per value); False if no OpenBLAS is loaded."""
     if _done.get("threads") == threads:
         return True
+    libraries = _openblas_libraries()
+    for setter, _ in libraries:
+        setter(ctypes.c_int(threads))
+    if libraries:
+        _done["threads"] = threads
+    return bool(libraries)
+
+
+@contextmanager
+def blas_threads(threads: int):
+    """OpenBLAS at `threads` threads inside the block, then each library back at its own count."""
+    libraries = _openblas_libraries()
+    before = [int(getter()) for _, getter in libraries]
+    for setter, _ in libraries:
+        setter(ctypes.c_int(threads))
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = sorted(set(re.findall(r"\S*openblas\S*\.so\S*", maps.read())))
-    except OSError:  # not Linux: leave the BLAS as configured by its environment variables
-        return False
-    for path in paths:
-        library = ctypes.CDLL(path)
-        for name in _SETTERS:
-            if hasattr(library, name):
-                getattr(library, name)(ctypes.c_int(threads))
-                _done["threads"] = threads
-                return True
-    return False
+        yield
+    finally:
+        for (setter, _), count in zip(libraries, before):
+            setter(ctypes.c_int(count))

@@ -10,6 +10,7 @@ set from spark.log_level by app/session.py, in the driver and for the workers.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import sys
@@ -39,6 +40,17 @@ def import_tensorflow():
 
         tensorflow.config.list_physical_devices()  # the device probe logs at start-up too
     return tensorflow
+
+
+GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL's GPU
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU. It is asked only when TensorFlow is loaded already or the machine
+    shows a GPU device node, so a CPU-only process never pays TensorFlow's start-up for the question."""
+    if "tensorflow" not in sys.modules and not any(glob.glob(pattern) for pattern in GPU_DEVICE_NODES):
+        return False
+    return bool(import_tensorflow().config.list_physical_devices("GPU"))
 
 
 def keep_line(line: bytes, min_level: int) -> bool:

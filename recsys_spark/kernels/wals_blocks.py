@@ -13,11 +13,13 @@ where it is needed (an executor) and the whole matrix is the same whatever the p
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from scipy.sparse import csr_matrix
 
 CHUNK_ROWS = 4096  # rows seeded from one generator: initial_rows' unit of work
-DOTS_CHUNK = 16384  # nonzeros per step of BlockNonzeros.dots: its buffers stay a few MiB at any block size
+DOTS_CHUNK = 4096  # nonzeros per step of BlockNonzeros.dots: its two buffers stay in a core's cache (1 MiB each at rank 64)
 
 
 def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,23 +39,25 @@ def _sorted(rows: np.ndarray, cols: np.ndarray) -> bool:
 
 class BlockNonzeros:
     """A block's nonzeros sorted by (row, column) as a CSR structure over the block's own rows and the
-    other rows they name; `rows`/`cols` are local indexes."""
+    other side's rows they name (`other`, replaceable between half-steps); `rows`/`cols` are local
+    indexes. Held as int32 rows and columns and float32 confidences: 12 bytes per nonzero, no copies
+    of arrays that come sorted with their `indptr`."""
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray):
-        rows, cols, conf = np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(conf, np.float32)
-        if not _sorted(rows, cols):
-            order = np.lexsort((cols, rows))
-            rows, cols, conf = rows[order], cols[order], conf[order]
-        self.rows, self.conf = rows, conf
-        self.n_rows = n_rows
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray,
+                 indptr: np.ndarray | None = None):
+        rows, cols = np.asarray(rows, np.int32), np.asarray(cols, np.int32)
+        conf = np.asarray(conf, np.float32)
+        if indptr is None:
+            if not _sorted(rows, cols):
+                order = np.lexsort((cols, rows))
+                rows, cols, conf = rows[order], cols[order], conf[order]
+            indptr = np.zeros(n_rows + 1, np.int64)
+            np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+        self.rows, self.conf, self.n_rows = rows, conf, n_rows
         self.other = np.asarray(other, np.float32)
-        self.cols = cols
-        chunk = min(DOTS_CHUNK, len(rows))
-        self._x_buffer = np.empty((chunk, self.other.shape[1]), np.float32)  # reused: no fresh pages per product
-        self._y_buffer = np.empty_like(self._x_buffer)
-        indptr = np.zeros(n_rows + 1, np.int64)
-        np.cumsum(np.bincount(self.rows, minlength=n_rows), out=indptr[1:])
-        self._matrix = csr_matrix((self.conf.copy(), cols, indptr), shape=(n_rows, len(self.other)))
+        # .data is replaced (never written) by weighted_sums; conf only names the structure's first values
+        self._matrix = csr_matrix((conf, cols, indptr), shape=(n_rows, len(self.other)), copy=False)
+        self.cols = self._matrix.indices
 
     def weighted_sums(self, weights: np.ndarray) -> np.ndarray:
         """sum over each row's nonzeros of weight x y_c -> (n_rows, k); 0 for rows without any."""
@@ -61,21 +65,42 @@ class BlockNonzeros:
         return np.asarray(self._matrix @ self.other, np.float32)
 
     def dots(self, x: np.ndarray) -> np.ndarray:
-        """x_r . y_c for every nonzero (r, c), DOTS_CHUNK nonzeros at a time through two small buffers."""
+        """x_r . y_c for every nonzero (r, c), DOTS_CHUNK nonzeros at a time through two small buffers
+        of the calling thread."""
         x = np.asarray(x, np.float32)
         out = np.empty(len(self.rows), np.float32)
+        x_buffer, y_buffer = _dot_buffers(min(DOTS_CHUNK, len(self.rows)), self.other.shape[1])
         for start in range(0, len(self.rows), DOTS_CHUNK):
             end = min(start + DOTS_CHUNK, len(self.rows))
-            xs, ys = self._x_buffer[:end - start], self._y_buffer[:end - start]
+            xs, ys = x_buffer[:end - start], y_buffer[:end - start]
             np.take(x, self.rows[start:end], axis=0, out=xs, mode="clip")  # unbuffered
             np.take(self.other, self.cols[start:end], axis=0, out=ys, mode="clip")
             out[start:end] = np.einsum("ij,ij->i", xs, ys)
         return out
 
 
+_THREAD = threading.local()
+
+
+def _dot_buffers(chunk: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The calling thread's two (chunk, rank) float32 buffers, reused so no product touches fresh pages."""
+    buffers = getattr(_THREAD, "dots", None)
+    if buffers is None or buffers[0].shape[0] < chunk or buffers[0].shape[1] != rank:
+        buffers = (np.empty((max(chunk, 1), rank), np.float32), np.empty((max(chunk, 1), rank), np.float32))
+        _THREAD.dots = buffers
+    return buffers
+
+
 def _matvec(p, nz: BlockNonzeros, gram_w0, extra_conf, reg):
     """A p for every row: w0 G p + sum_nnz (c - w0) (y.p) y + lambda p."""
-    return p @ gram_w0 + nz.weighted_sums(extra_conf * nz.dots(p)) + reg[:, None] * p
+    out = p @ gram_w0
+    out += nz.weighted_sums(extra_conf * nz.dots(p))
+    out += reg[:, None] * p
+    return out
+
+
+def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
 
 
 def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: np.ndarray,
@@ -87,17 +112,20 @@ def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: 
     reg = np.asarray(reg, np.float32)
     w0 = np.float32(unobserved_weight)
     extra_conf = nz.conf - w0
-    b = nz.weighted_sums(nz.conf)
-    r = b - _matvec(x, nz, gram_w0, extra_conf, reg)
-    p = r
-    rs = np.sum(r * r, axis=1)
+    # r = b - A x with b = sum c y: both sparse sums in one product
+    r = nz.weighted_sums(nz.conf - extra_conf * nz.dots(x))
+    r -= x @ gram_w0
+    r -= reg[:, None] * x
+    p = r.copy()
+    rs = _row_dots(r, r)
     for _ in range(cg_steps):
         ap = _matvec(p, nz, gram_w0, extra_conf, reg)
-        step = _divide_no_nan(rs, np.sum(p * ap, axis=1))
-        x = x + step[:, None] * p
-        r = r - step[:, None] * ap
-        rs_new = np.sum(r * r, axis=1)
-        p = r + _divide_no_nan(rs_new, rs)[:, None] * p
+        step = _divide_no_nan(rs, _row_dots(p, ap))[:, None]
+        x += step * p
+        r -= step * ap
+        rs_new = _row_dots(r, r)
+        p *= _divide_no_nan(rs_new, rs)[:, None]
+        p += r
         rs = rs_new
     return x
 

@@ -1,7 +1,8 @@
-"""Weighted ALS for implicit feedback, trained in TensorFlow on the driver (or on the executors).
+"""Weighted ALS for implicit feedback, trained on the driver (or on the executors).
 
 The interactions are collected to the driver (a deliberate, budgeted step: see
-models/driver_data.py); the numerical work is recsys_spark/kernels/wals_tf.py. Weighting:
+models/driver_data.py); the numerical work is kernels/wals_cpu.py (numpy and scipy on the driver's
+cores) or, where TensorFlow sees a GPU, kernels/wals_tf.py (model.wals.kernel). Weighting:
 observed entries get confidence 1 + alpha * f(weight) (auto, linear, log or BM25; auto is a log
 transform fitted to the training weights, kernels/confidence.auto_confidence), every unobserved
 entry gets model.wals.unobserved_weight (by default fitted to the density), and rows are regularised by
@@ -20,6 +21,7 @@ import numpy as np
 from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.kernels.confidence import auto_confidence, auto_unobserved_weight, bm25_statistics, confidence
+from recsys_spark.kernels.wals_blocks import initial_rows
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.warm_start import aligned_factors
@@ -34,7 +36,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
 
     model.wals.engine picks where it runs (choose_engine): here on the driver, or on the executors
     (models/wals_spark.py); the metadata's "engine" says which."""
-    engine = choose_engine(model_cfg.wals.engine, prepared, model_cfg.rank, train_cfg.driver_max_bytes)
+    kernel = driver_kernel(model_cfg.wals.kernel)
+    engine = choose_engine(model_cfg.wals.engine, prepared, model_cfg.rank, train_cfg.driver_max_bytes, kernel)
     if engine == "spark":
         from recsys_spark.models import wals_spark
 
@@ -42,55 +45,79 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
         warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
         data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                    train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank))
+                                    train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank, kernel))
         start, counts = (None, None) if warm is None else warm.result()
-    user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start)
+    user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start,
+                                                            kernel)
     if counts is not None:
         metadata["warm_start"] = counts
     return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
 
 
-def choose_engine(engine: str, prepared: PreparedData, rank: int, driver_max_bytes: int) -> str:
+def choose_engine(engine: str, prepared: PreparedData, rank: int, driver_max_bytes: int,
+                  kernel: str = "numpy") -> str:
     """driver or spark: `engine` unless it is auto, which is driver while collect_interactions' estimate
-    (bytes_per_interaction per interaction) fits train.driver_max_bytes, else spark."""
+    (bytes_per_interaction of the driver kernel per interaction) fits train.driver_max_bytes, else spark."""
     if engine != "auto":
         return engine
     rows = prepared.stats.get("interactions")  # counted by prepare (and by every split); else one count
     rows = prepared.interactions.count() if rows is None else int(rows)
-    needed = rows * bytes_per_interaction(rank)
+    needed = rows * bytes_per_interaction(rank, kernel)
     chosen = "driver" if needed <= driver_max_bytes else "spark"
     log.info("wals: engine %s (%d interactions need about %.2f GiB of the %.2f GiB driver budget on the driver)",
              chosen, rows, needed / 2**30, driver_max_bytes / 2**30)
     return chosen
 
 
-def bytes_per_interaction(rank: int) -> int:
-    """Driver memory WALS needs per interaction: the nonzeros sorted both ways and the gathered
-    factor rows of the per-nonzero dot products. Measured at rank 64: the driver's peak grew by
-    ~830 bytes per interaction from 2.2M to 7.7M interactions (docs/benchmarks-scoring.md)."""
-    return 128 + 12 * rank
+def driver_kernel(kernel: str) -> str:
+    """numpy or tensorflow: `kernel` unless it is auto, which is tensorflow where TensorFlow sees a GPU."""
+    if kernel != "auto":
+        return kernel
+    from recsys_spark.kernels.tf_runtime import gpu_visible
+
+    return "tensorflow" if gpu_visible() else "numpy"
+
+
+def bytes_per_interaction(rank: int, kernel: str = "numpy") -> int:
+    """Driver memory WALS needs per interaction, the collected arrays included. numpy: the nonzeros
+    sorted both ways and the arrays they came from, whatever the rank (docs/benchmarks-training.md).
+    tensorflow: also the gathered factor rows of the per-nonzero dot products; measured at rank 64,
+    the driver's peak grew by ~830 bytes per interaction from 2.2M to 7.7M interactions."""
+    from recsys_spark.kernels.wals_cpu import BYTES_PER_INTERACTION
+
+    return BYTES_PER_INTERACTION if kernel == "numpy" else 128 + 12 * rank
 
 
 def warm_factors(initial: FactorModel, prepared: PreparedData, model_cfg: ModelConfig):
     """(user rows, item rows) for the prepared indexes from `initial`, new ids seeded as a cold start
     seeds them, and the kept/new/dropped counts with the seconds it took (models/warm_start.py)."""
-    from recsys_spark.kernels import wals_tf
-
     started = time.perf_counter()
-
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
-    fill_users = wals_tf.initial_factors(prepared.n_users, rank, cfg.init_stddev, (seed, 1)).numpy()
-    fill_items = wals_tf.initial_factors(prepared.n_items, rank, cfg.init_stddev, (seed, 2)).numpy()
+    fill_users, fill_items = cold_start(prepared.n_users, prepared.n_items, rank, cfg.init_stddev, seed)
     users, items, counts = aligned_factors(initial, prepared.user_ids, prepared.item_ids, fill_users, fill_items)
     counts["seconds"] = round(time.perf_counter() - started, 3)
     return (users, items), counts
 
 
+def cold_start(n_users: int, n_items: int, rank: int, stddev: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded Gaussian (user rows, item rows) every engine and kernel starts from."""
+    return (initial_rows(np.arange(n_users), rank, stddev, seed, 1),
+            initial_rows(np.arange(n_items), rank, stddev, seed, 2))
+
+
 def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int,
-                     initial: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Driver-side WALS on COO interactions, from `initial` (user, item) factors when given:
-    (user_factors, item_factors, metadata)."""
-    from recsys_spark.kernels import wals_tf  # TensorFlow loads only when this trainer runs
+                     initial: tuple[np.ndarray, np.ndarray] | None = None,
+                     kernel: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Driver-side WALS on COO interactions, from `initial` (user, item) factors when given, else from
+    cold_start's: (user_factors, item_factors, metadata). kernel: numpy or tensorflow (default: by
+    model.wals.kernel)."""
+    kernel = kernel or driver_kernel(cfg.kernel)
+    if kernel == "tensorflow":
+        from recsys_spark.kernels import wals_tf as solver  # TensorFlow loads only when this kernel runs
+    else:
+        from recsys_spark.kernels import wals_cpu as solver
+    if initial is None:
+        initial = cold_start(data.n_users, data.n_items, rank, cfg.init_stddev, seed)
 
     foldin = foldin_parameters(data, cfg)
     conf = confidence(data.users, data.items, data.weights, foldin["confidence"], alpha=foldin["alpha"],
@@ -105,12 +132,12 @@ def fit_interactions(data: Interactions, cfg: WalsConfig, rank: int, seed: int,
         log.info("wals: iteration %d/%d loss %.6g (%.2fs), %s", entry["iteration"], cfg.iterations,
                  entry["loss"], entry["seconds"], iterations.step(entry["seconds"]))
 
-    user_factors, item_factors, history = wals_tf.fit(
+    user_factors, item_factors, history = solver.fit(
         data.users, data.items, conf, data.n_users, data.n_items, rank, cfg.iterations, cfg.reg,
         foldin["unobserved_weight"], cfg.reg_exponent, cfg.cg_steps, cfg.init_stddev, seed, progress,
         initial=initial, tolerance=cfg.tolerance)
     metadata = model_metadata("wals", rank, rank, seed, cfg, history=history, foldin=foldin,
-                              iterations_run=len(history), engine="driver")
+                              iterations_run=len(history), engine="driver", kernel=kernel)
     return user_factors, item_factors, metadata
 
 

@@ -12,6 +12,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -87,17 +89,30 @@ def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame
         parts.append(factors.select(F.lit(name).alias("_side"), F.lit(None).cast("int").alias("_index"),
                                     F.col(id_col).cast(id_type).alias("_id"),
                                     F.col(FACTORS).cast(T.ArrayType(T.FloatType())).alias("_factors")))
-    collected = functools.reduce(DataFrame.unionAll, parts).toPandas()
+    collected = functools.reduce(DataFrame.unionAll, parts).toArrow()
     counts, matrices = {}, []
     for name, _, _, _, _, fill in sides:
-        side = collected[collected["_side"] == name]
-        today = side[side["_index"].notna()].sort_values("_index")
-        earlier = side[side["_index"].isna()]
-        if not np.array_equal(today["_index"].to_numpy(np.int64), np.arange(len(fill))):
+        side = collected.filter(pc.equal(collected.column("_side"), name))
+        has_index = pc.is_valid(side.column("_index"))
+        today, earlier = side.filter(has_index), side.filter(pc.invert(has_index))
+        today = today.take(pc.sort_indices(today.column("_index")))
+        if not np.array_equal(today.column("_index").to_numpy(), np.arange(len(fill))):
             raise ValueError(f"the {name} id map is not dense over 0..{len(fill) - 1}")
-        old_rows = (np.stack(earlier["_factors"].to_numpy()).astype(np.float32) if len(earlier)
-                    else np.zeros((0, fill.shape[1]), np.float32))
-        rows, kept = reconcile_rows(earlier["_id"].to_numpy(), old_rows, today["_id"].to_numpy(), fill)
+        old_rows = _rows(earlier.column("_factors"), fill.shape[1], name)
+        rows, kept = reconcile_rows(_ids(earlier), old_rows, _ids(today), fill)
         matrices.append(rows)
-        counts[name] = {"kept": int(kept.sum()), "new": int((~kept).sum()), "dropped": int(len(earlier) - kept.sum())}
+        counts[name] = {"kept": int(kept.sum()), "new": int((~kept).sum()), "dropped": int(earlier.num_rows - kept.sum())}
     return matrices[0], matrices[1], counts
+
+
+def _ids(table: pa.Table) -> np.ndarray:
+    return table.column("_id").to_numpy()  # numbers as numbers, text as objects
+
+
+def _rows(lists: pa.ChunkedArray, width: int, name: str) -> np.ndarray:
+    """(len(lists), width) float32 from a list<float> column: one flatten, no per-row objects."""
+    if len(lists) == 0:
+        return np.zeros((0, width), np.float32)
+    if lists.null_count or pc.any(pc.not_equal(pc.list_value_length(lists), width)).as_py():
+        raise ValueError(f"the earlier model's {name} factor rows are not all of width {width}")
+    return pc.list_flatten(lists).to_numpy().astype(np.float32, copy=False).reshape(len(lists), width)

@@ -1,0 +1,165 @@
+"""WALS on the driver's CPU cores in numpy and scipy (no TensorFlow, no Spark): the block kernel of
+kernels/wals_blocks.py over bounded blocks of consecutive rows, solved by a pool of threads (numpy's
+gathers and scipy's sparse products release the GIL) and written in place into the factor matrices.
+
+Same objective, same conjugate-gradient updates and same history as kernels/wals_tf.fit; the two give
+the same factors from the same start (tests/test_wals.py). Memory beyond the factors: each side's
+nonzeros sorted once as int32 local rows, int32 columns and float32 confidences (24 bytes per
+interaction for both sides), and the temporaries of the blocks being solved, bounded by
+BLOCK_NONZEROS and BLOCK_ROWS per thread whatever the data size: nothing of size nonzeros x rank.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from recsys_spark.kernels.blas import blas_threads
+from recsys_spark.kernels.confidence import row_regularization
+from recsys_spark.kernels.convergence import converged
+from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, initial_rows
+
+BLOCK_NONZEROS = 1 << 18  # a block's nonzeros at most (a heavier row gets a block of its own)
+BLOCK_ROWS = 1 << 12  # a block's rows at most: its CG temporaries are a few (rows x rank) arrays
+BYTES_PER_INTERACTION = 24 + 12  # both sides' sorted nonzeros, and the collected COO arrays beside them
+
+
+class SideBlocks:
+    """One side's nonzeros sorted by row and cut into blocks of consecutive rows; the blocks' arrays
+    are views of the side's sorted arrays (the columns of each block are the other side's indexes)."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, conf: np.ndarray, n_rows: int, other: np.ndarray,
+                 reg: np.ndarray):
+        order = np.lexsort((cols, rows))
+        cols, conf = np.asarray(cols, np.int32)[order], np.asarray(conf, np.float32)[order]
+        sorted_rows = np.asarray(rows, np.int32)[order]
+        del order
+        counts = np.bincount(sorted_rows, minlength=n_rows)
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        self.reg = np.asarray(reg, np.float32)
+        self.bounds = block_bounds(counts, BLOCK_NONZEROS, BLOCK_ROWS)
+        self.blocks = []
+        for start, end in zip(self.bounds[:-1], self.bounds[1:]):
+            lo, hi = indptr[start], indptr[end]
+            local_rows = sorted_rows[lo:hi]
+            local_rows -= int(start)  # in place: the side's rows array becomes every block's local rows
+            self.blocks.append(BlockNonzeros(local_rows, cols[lo:hi], conf[lo:hi], int(end - start), other,
+                                             indptr=indptr[start:end + 1] - lo))
+
+    def set_other(self, other: np.ndarray) -> None:
+        """Point every block at the other side's current factors."""
+        for block in self.blocks:
+            block.other = other
+
+    def spans(self):
+        """(start row, end row, block) for every block."""
+        return zip(self.bounds[:-1], self.bounds[1:], self.blocks)
+
+
+def block_bounds(counts: np.ndarray, max_nonzeros: int, max_rows: int) -> np.ndarray:
+    """Row bounds [0, ..., n_rows] of consecutive blocks: each holds at most max_rows rows and, unless it is
+    a single row, at most max_nonzeros nonzeros."""
+    ends = np.cumsum(np.asarray(counts, np.int64))
+    bounds, start, n_rows = [0], 0, len(counts)
+    while start < n_rows:
+        before = ends[start - 1] if start else 0
+        end = int(np.searchsorted(ends, before + max_nonzeros, side="right"))
+        end = min(max(end, start + 1), start + max_rows, n_rows)
+        bounds.append(end)
+        start = end
+    return np.asarray(bounds, np.int64)
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def gram(x: np.ndarray, side: SideBlocks, pool: ThreadPoolExecutor) -> np.ndarray:
+    """X^T X (float32), summed over the side's blocks in the pool's threads."""
+    parts = pool.map(lambda span: x[span[0]:span[1]].T @ x[span[0]:span[1]], side.spans())
+    return np.sum(list(parts), axis=0, dtype=np.float32) if side.blocks else np.zeros((x.shape[1],) * 2, np.float32)
+
+
+def half_step(x: np.ndarray, side: SideBlocks, other: np.ndarray, other_gram: np.ndarray, unobserved_weight: float,
+              cg_steps: int, pool: ThreadPoolExecutor) -> None:
+    """Replace x's rows, block by block in the pool's threads, by block_half_step's with `other` fixed
+    (other_gram: its Gramian)."""
+    gram_w0 = (np.float32(unobserved_weight) * other_gram).astype(np.float32)
+    side.set_other(other)
+
+    def solve(span):
+        start, end, block = span
+        x[start:end] = block_half_step(x[start:end], block, gram_w0, side.reg[start:end], unobserved_weight,
+                                       cg_steps)
+
+    for _ in pool.map(solve, side.spans()):
+        pass
+
+
+def loss(x: np.ndarray, y: np.ndarray, x_gram: np.ndarray, y_gram: np.ndarray, by_user: SideBlocks,
+         by_item: SideBlocks, unobserved_weight: float, pool: ThreadPoolExecutor) -> float:
+    """kernels/wals_tf.loss: the observed terms (per user block), w0 sum(X^T X * Y^T Y), both penalties."""
+    w0 = np.float32(unobserved_weight)
+    by_user.set_other(y)
+
+    def observed(span):
+        start, end, block = span  # sum c (1 - p)^2 - w0 p^2 = sum c - 2 sum c p + sum (c - w0) p^2
+        pred = block.dots(x[start:end])
+        return float(block.conf.sum(dtype=np.float64)) - 2.0 * float(np.dot(block.conf, pred)) \
+            + float(np.dot(block.conf - w0, pred * pred))
+
+    def penalty(rows, side):
+        return sum(float(np.dot(side.reg[a:b], np.einsum("ij,ij->i", rows[a:b], rows[a:b]))) for a, b, _ in side.spans())
+
+    total = sum(pool.map(observed, by_user.spans()))
+    total += float(unobserved_weight) * float(np.sum(x_gram.astype(np.float64) * y_gram.astype(np.float64)))
+    return total + penalty(x, by_user) + penalty(y, by_item)
+
+
+def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_items: int, rank: int,
+        iterations: int, reg: float, unobserved_weight: float, reg_exponent: float, cg_steps: int,
+        init_stddev: float, seed: int, on_iteration=None, initial: tuple[np.ndarray, np.ndarray] | None = None,
+        tolerance: float = 0.0, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """kernels/wals_tf.fit's contract (arguments, history, tolerance stop) on `threads` CPU threads (default:
+    the process's cores). Without `initial` the start is kernels/wals_blocks.initial_rows' (seed, side 1
+    for users, 2 for items), the start of the executor engine too."""
+    if initial is None:
+        x = initial_rows(np.arange(n_users), rank, init_stddev, seed, 1)
+        y = initial_rows(np.arange(n_items), rank, init_stddev, seed, 2)
+    else:
+        x, y = (np.array(m, np.float32, copy=True) for m in initial)
+        if x.shape != (n_users, rank) or y.shape != (n_items, rank):
+            raise ValueError(f"initial factors {x.shape}, {y.shape} do not fit "
+                             f"{n_users} users, {n_items} items at rank {rank}")
+    user_reg = row_regularization(np.bincount(users, minlength=n_users), n_items, reg, unobserved_weight, reg_exponent)
+    item_reg = row_regularization(np.bincount(items, minlength=n_items), n_users, reg, unobserved_weight, reg_exponent)
+    by_user = SideBlocks(users, items, conf, n_users, y, user_reg)
+    by_item = SideBlocks(items, users, conf, n_items, x, item_reg)
+    history = []
+    with ThreadPoolExecutor(threads or default_threads()) as pool, blas_threads(1):  # one GEMM thread per pool thread
+        x_gram, y_gram = gram(x, by_user, pool), gram(y, by_item, pool)
+        previous = loss(x, y, x_gram, y_gram, by_user, by_item, unobserved_weight, pool) if tolerance > 0 else None
+        for iteration in range(1, iterations + 1):
+            started = time.perf_counter()
+            half_step(x, by_user, y, y_gram, unobserved_weight, cg_steps, pool)
+            x_gram = gram(x, by_user, pool)
+            half_step(y, by_item, x, x_gram, unobserved_weight, cg_steps, pool)
+            y_gram = gram(y, by_item, pool)
+            value = loss(x, y, x_gram, y_gram, by_user, by_item, unobserved_weight, pool)
+            seconds = time.perf_counter() - started  # the loss included: it is part of every iteration here
+            entry = {"iteration": iteration, "loss": value, "seconds": round(seconds, 4)}
+            history.append(entry)
+            if on_iteration is not None:
+                on_iteration(entry)
+            if previous is not None and converged(previous, value, tolerance):
+                break
+            previous = value
+    return x, y, history
