@@ -158,7 +158,7 @@ class ContentConfig:
 
 @dataclass
 class TrainConfig:
-    driver_max_bytes: int = 8 << 30  # driver memory a driver-side trainer may plan to use (WALS on numpy: ~50 B/interaction)
+    driver_max_bytes: int = 8 << 30  # driver memory a driver-side trainer may plan to use (WALS, numpy kernel: 64 B/interaction)
 
 
 @dataclass

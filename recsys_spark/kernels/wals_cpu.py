@@ -24,7 +24,7 @@ from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, ini
 
 BLOCK_NONZEROS = 1 << 18  # a block's nonzeros at most (a heavier row gets a block of its own)
 BLOCK_ROWS = 1 << 12  # a block's rows at most: its CG temporaries are a few (rows x rank) arrays
-BYTES_PER_INTERACTION = 24 + 12  # both sides' sorted nonzeros, and the collected COO arrays beside them
+BYTES_PER_INTERACTION = 64  # the collected arrays (12) and confidences (4), and the fit's peak (measured ~49 at 10M)
 
 
 class SideBlocks:
