@@ -10,7 +10,6 @@ set from spark.log_level by app/session.py, in the driver and for the workers.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import sys
@@ -42,15 +41,23 @@ def import_tensorflow():
     return tensorflow
 
 
-GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")  # CUDA, ROCm, WSL's GPU
+GPU_DEVICE_DRIVERS = ("nvidia", "kfd", "dxg")  # character devices of CUDA, ROCm and WSL's GPU
 
 
 def gpu_visible() -> bool:
-    """Whether TensorFlow sees a GPU. It is asked only when TensorFlow is loaded already or the machine
-    shows a GPU device node, so a CPU-only process never pays TensorFlow's start-up for the question."""
-    if "tensorflow" not in sys.modules and not any(glob.glob(pattern) for pattern in GPU_DEVICE_NODES):
+    """Whether TensorFlow sees a GPU. It is asked only when TensorFlow is loaded already or the kernel has a
+    GPU driver's devices (/proc/devices), so a CPU-only process never pays TensorFlow's start-up for it."""
+    if "tensorflow" not in sys.modules and not _gpu_driver_loaded():
         return False
     return bool(import_tensorflow().config.list_physical_devices("GPU"))
+
+
+def _gpu_driver_loaded() -> bool:
+    try:
+        with open("/proc/devices", encoding="ascii", errors="replace") as devices:
+            return any(name in line for line in devices for name in GPU_DEVICE_DRIVERS)
+    except OSError:  # no /proc (not Linux): ask TensorFlow
+        return True
 
 
 def keep_line(line: bytes, min_level: int) -> bool:
