@@ -4,9 +4,9 @@ For each size, generates interactions with recsys_spark.data.sample_data.iter_in
 duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
   (a) WALS on the driver with the kernel a CPU-only driver runs (`wals`: kernels/wals_cpu.fit, numpy
       and scipy on one thread per core) or the TensorFlow kernel (`wals_tf`: kernels/wals_tf.fit), from
-      the COO arrays: the median of the recorded seconds per iteration (wals: both half-steps and the
-      loss; wals_tf: both half-steps), and the driver's peak resident memory during the fit above its
-      level before (sampled from /proc every 20 ms), less the two factor matrices, per interaction;
+      the COO arrays: the median of the recorded seconds per iteration (both half-steps and the loss),
+      and the peak of the process's private memory during the fit above its level before (MemoryPeak),
+      less the two factor matrices, per interaction; each driver trainer runs in a fresh interpreter;
   (i) implicit's ALS (the `bench` extra: implicit.cpu.als, use_cg=True, the same rank, confidences
       1 + 2w as the CSR values, regularization 0.02, one thread per core, BLAS pinned to one thread with
       threadpoolctl as implicit asks, no training loss): (fit with 1 + n iterations minus fit with 1) / n,

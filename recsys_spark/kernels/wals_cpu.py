@@ -12,14 +12,13 @@ BLOCK_NONZEROS and BLOCK_ROWS per thread whatever the data size: nothing of size
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from recsys_spark.kernels.blas import blas_threads
 from recsys_spark.kernels.confidence import row_regularization
-from recsys_spark.kernels.convergence import converged
+from recsys_spark.kernels.convergence import iterate
 from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, initial_rows
 
 BLOCK_NONZEROS = 1 << 18  # a block's nonzeros at most (a heavier row gets a block of its own)
@@ -143,23 +142,16 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
     item_reg = row_regularization(np.bincount(items, minlength=n_items), n_users, reg, unobserved_weight, reg_exponent)
     by_user = SideBlocks(users, items, conf, n_users, y, user_reg)
     by_item = SideBlocks(items, users, conf, n_items, x, item_reg)
-    history = []
     with ThreadPoolExecutor(threads or default_threads()) as pool, blas_threads(1):  # one GEMM thread per pool thread
-        x_gram, y_gram = gram(x, by_user, pool), gram(y, by_item, pool)
-        previous = loss(x, y, x_gram, y_gram, by_user, by_item, unobserved_weight, pool) if tolerance > 0 else None
-        for iteration in range(1, iterations + 1):
-            started = time.perf_counter()
-            half_step(x, by_user, y, y_gram, unobserved_weight, cg_steps, pool)
-            x_gram = gram(x, by_user, pool)
-            half_step(y, by_item, x, x_gram, unobserved_weight, cg_steps, pool)
-            y_gram = gram(y, by_item, pool)
-            value = loss(x, y, x_gram, y_gram, by_user, by_item, unobserved_weight, pool)
-            seconds = time.perf_counter() - started  # the loss included: it is part of every iteration here
-            entry = {"iteration": iteration, "loss": value, "seconds": round(seconds, 4)}
-            history.append(entry)
-            if on_iteration is not None:
-                on_iteration(entry)
-            if previous is not None and converged(previous, value, tolerance):
-                break
-            previous = value
+        grams = {"x": gram(x, by_user, pool), "y": gram(y, by_item, pool)}
+        start = loss(x, y, grams["x"], grams["y"], by_user, by_item, unobserved_weight, pool) if tolerance > 0 else None
+
+        def step() -> float:
+            half_step(x, by_user, y, grams["y"], unobserved_weight, cg_steps, pool)
+            grams["x"] = gram(x, by_user, pool)
+            half_step(y, by_item, x, grams["x"], unobserved_weight, cg_steps, pool)
+            grams["y"] = gram(y, by_item, pool)
+            return loss(x, y, grams["x"], grams["y"], by_user, by_item, unobserved_weight, pool)
+
+        history = iterate(step, iterations, tolerance, start, on_iteration)
     return x, y, history

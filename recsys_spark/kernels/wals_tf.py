@@ -17,13 +17,12 @@ nonzeros. Memory is O(nnz + (rows + columns) x rank); the rows x columns matrix 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from recsys_spark.kernels.confidence import row_regularization
-from recsys_spark.kernels.convergence import converged
+from recsys_spark.kernels.convergence import iterate
 from recsys_spark.kernels.tf_runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -125,19 +124,13 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
         if tuple(x.shape) != (n_users, rank) or tuple(y.shape) != (n_items, rank):
             raise ValueError(f"initial factors {tuple(x.shape)}, {tuple(y.shape)} do not fit "
                              f"{n_users} users, {n_items} items at rank {rank}")
-    previous = float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0)) if tolerance > 0 else None
-    history = []
-    for iteration in range(1, iterations + 1):
-        started = time.perf_counter()
+    start = float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0)) if tolerance > 0 else None
+
+    def step() -> float:
+        nonlocal x, y
         x = half_step(x, y, by_user.indices, by_user.conf, by_user.reg, w0, steps)
         y = half_step(y, x, by_item.indices, by_item.conf, by_item.reg, w0, steps)
-        seconds = time.perf_counter() - started
-        value = float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0))
-        entry = {"iteration": iteration, "loss": value, "seconds": round(seconds, 4)}
-        history.append(entry)
-        if on_iteration is not None:
-            on_iteration(entry)
-        if previous is not None and converged(previous, value, tolerance):
-            break
-        previous = value
+        return float(loss(x, y, by_user.indices, by_user.conf, by_user.reg, by_item.reg, w0))
+
+    history = iterate(step, iterations, tolerance, start, on_iteration)
     return x.numpy(), y.numpy(), history
