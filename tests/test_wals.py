@@ -212,6 +212,39 @@ def test_numpy_and_tensorflow_kernels_give_the_same_factors_over_many_blocks_and
     np.testing.assert_array_equal(start[0], initial_rows(np.arange(n_users), rank, 0.1, 3, 1))  # the start is not written
 
 
+def test_initial_rows_depend_only_on_each_row_index():
+    rows = np.random.default_rng(3).permutation(10_000)[:3000]  # several chunks, shuffled
+    whole = initial_rows(np.arange(10_000), 4, 0.1, 7, 1)
+    np.testing.assert_array_equal(initial_rows(rows, 4, 0.1, 7, 1), whole[rows])
+    assert not np.array_equal(initial_rows(rows, 4, 0.1, 7, 2), whole[rows])  # the side is part of the seed
+
+
+def test_blas_threads_sets_and_restores_every_openblas():
+    from recsys_spark.kernels import blas
+
+    libraries = blas._openblas_libraries()
+    if not libraries:
+        pytest.skip("no OpenBLAS loaded in this process")
+    before = [getter() for _, getter in libraries]
+    with blas.blas_threads(1):
+        assert [getter() for _, getter in libraries] == [1] * len(libraries)
+    assert [getter() for _, getter in libraries] == before
+
+
+def test_gpu_probe_imports_tensorflow_only_where_a_gpu_driver_is_listed(monkeypatch):
+    import sys
+
+    from recsys_spark.kernels import tf_runtime
+
+    assert tf_runtime.lists_gpu_driver(["Character devices:\n", "195 nvidia-frontend\n", "\n"])
+    assert tf_runtime.lists_gpu_driver(["238 kfd\n"]) and tf_runtime.lists_gpu_driver(["240 dxg\n"])
+    assert not tf_runtime.lists_gpu_driver(["Character devices:\n", "1 mem\n", "254 ndctl\n", "\n"])
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.setattr(tf_runtime, "_gpu_driver_loaded", lambda: False)
+    monkeypatch.setattr(tf_runtime, "import_tensorflow", lambda: pytest.fail("TensorFlow was imported"))
+    assert tf_runtime.gpu_visible() is False
+
+
 @pytest.mark.parametrize("counts, max_nonzeros, max_rows, bounds", [
     ([3, 3, 3, 3], 6, 10, [0, 2, 4]),
     ([1, 50, 1, 1], 10, 10, [0, 1, 2, 4]),  # a row over the limit gets a block of its own
@@ -223,14 +256,15 @@ def test_block_bounds(counts, max_nonzeros, max_rows, bounds):
     assert got.tolist() == bounds
 
 
-def test_train_builds_a_factor_model_with_history(spark):
+@pytest.mark.parametrize("kernel", ["auto", "tensorflow"])
+def test_train_builds_a_factor_model_with_history(spark, kernel):
     from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
     from recsys_spark.models import wals
     from recsys_spark.models.factor_model import ModelInfo
     from tests.prepared_frames import prepared_from_pandas
 
     prepared = prepared_from_pandas(spark, generate_interactions(60, 40, 800, seed=3))
-    cfg = ModelConfig(kind="wals", rank=5, seed=9, wals=WalsConfig(iterations=3, confidence="bm25"))
+    cfg = ModelConfig(kind="wals", rank=5, seed=9, wals=WalsConfig(iterations=3, confidence="bm25", kernel=kernel))
     model = wals.train(prepared, cfg, TrainConfig())
     assert model.kind == "wals" and model.width == 5
     assert model.info == ModelInfo("wals", latent_dim=5, width=5, seed=9, params=model.metadata["params"])
@@ -239,7 +273,7 @@ def test_train_builds_a_factor_model_with_history(spark):
     assert all(h["seconds"] >= 0 and np.isfinite(h["loss"]) for h in model.metadata["history"])
     assert model.metadata["params"]["confidence"] == "bm25"
     assert model.metadata["engine"] == "driver"
-    assert model.metadata["kernel"] == ("tensorflow" if gpu_visible() else "numpy")
+    assert model.metadata["kernel"] == (kernel if kernel != "auto" else "tensorflow" if gpu_visible() else "numpy")
     assert len(model.metadata["foldin"]["bm25_idf"]) == prepared.n_items
     assert "weights" not in model.metadata["foldin"]  # only auto records the weights' profile
     assert model.user_factors.count() == prepared.n_users

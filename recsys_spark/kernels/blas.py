@@ -27,20 +27,19 @@ def _openblas_libraries() -> list[tuple]:
             paths = sorted(set(re.findall(r"\S*openblas\S*\.so\S*", maps.read())))
     except OSError:  # not Linux: leave the BLAS as configured by its environment variables
         return []
-    found = []
-    for path in paths:
-        library = ctypes.CDLL(path)
-        for prefix in _PREFIXES:
-            for suffix in _SUFFIXES:
-                setter, getter = f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}"
-                if hasattr(library, setter) and hasattr(library, getter):
-                    found.append((getattr(library, setter), getattr(library, getter)))
-                    break
-            else:
-                continue
-            break
+    found = [pair for pair in (_thread_functions(ctypes.CDLL(path)) for path in paths) if pair]
     _done["libraries"] = found
     return found
+
+
+def _thread_functions(library) -> tuple | None:
+    """The library's (set_num_threads, get_num_threads) under the first name it exports, or None."""
+    for prefix in _PREFIXES:
+        for suffix in _SUFFIXES:
+            setter, getter = f"{prefix}_set_num_threads{suffix}", f"{prefix}_get_num_threads{suffix}"
+            if hasattr(library, setter) and hasattr(library, getter):
+                return getattr(library, setter), getattr(library, getter)
+    return None
 
 
 def limit_blas_threads(threads: int) -> bool:

@@ -55,9 +55,14 @@ def gpu_visible() -> bool:
 def _gpu_driver_loaded() -> bool:
     try:
         with open("/proc/devices", encoding="ascii", errors="replace") as devices:
-            return any(name in line for line in devices for name in GPU_DEVICE_DRIVERS)
+            return lists_gpu_driver(devices)
     except OSError:  # no /proc (not Linux): ask TensorFlow
         return True
+
+
+def lists_gpu_driver(device_lines) -> bool:
+    """Whether lines of /proc/devices ("195 nvidia-frontend") name a GPU driver's character device."""
+    return any(name in line.split()[-1] for line in device_lines if line.split() for name in GPU_DEVICE_DRIVERS)
 
 
 def keep_line(line: bytes, min_level: int) -> bool:

@@ -143,12 +143,14 @@ def initial_rows(indexes: np.ndarray, rank: int, stddev: float, seed: int, side:
     of chunk i // CHUNK_ROWS, drawn from numpy's generator seeded with (seed, side, chunk)."""
     indexes = np.asarray(indexes, np.int64)
     out = np.empty((len(indexes), rank), np.float32)
-    chunks = indexes // CHUNK_ROWS
-    for chunk in np.unique(chunks):
-        rng = np.random.default_rng([int(seed), int(side), int(chunk)])
+    order = np.argsort(indexes // CHUNK_ROWS, kind="stable")  # rows grouped by chunk: one pass, not one per chunk
+    chunks = indexes[order] // CHUNK_ROWS
+    starts = np.flatnonzero(np.diff(chunks, prepend=-1))
+    for start, end in zip(starts, np.append(starts[1:], len(order))):
+        rng = np.random.default_rng([int(seed), int(side), int(chunks[start])])
         block = rng.standard_normal((CHUNK_ROWS, rank), dtype=np.float32) * np.float32(stddev)
-        at = chunks == chunk
-        out[at] = block[indexes[at] % CHUNK_ROWS]
+        rows = order[start:end]
+        out[rows] = block[indexes[rows] % CHUNK_ROWS]
     return out
 
 
