@@ -175,6 +175,20 @@ def test_wals_train_starts_kept_ids_from_their_old_rows_and_new_ones_as_cold(spa
 FAST = ["--set", "model.kind=wals", "--set", "model.rank=8", "--set", "model.wals.iterations=15", "--set", "similar.enabled=false", "--quiet"]
 
 
+def test_aligned_factors_refuses_earlier_rows_of_another_width(spark):
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.warm_start import aligned_factors
+
+    users = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(3, dtype=np.int32), "user_id": ["a", "b", "c"]}))
+    items = spark.createDataFrame(pd.DataFrame({"item_index": np.arange(2, dtype=np.int32), "item_id": ["x", "y"]}))
+    earlier = FactorModel.from_numpy(np.ones((3, 3), np.float32), np.ones((2, 3), np.float32), users, items,
+                                     {"kind": "wals"})
+    x, y, counts = aligned_factors(earlier, users, items, np.zeros((3, 3), np.float32), np.zeros((2, 3), np.float32))
+    assert (x == 1).all() and (y == 1).all() and counts["users"] == {"kept": 3, "new": 0, "dropped": 0}
+    with pytest.raises(ValueError, match="not all of width 4"):
+        aligned_factors(earlier, users, items, np.zeros((3, 4), np.float32), np.zeros((2, 4), np.float32))
+
+
 def test_the_second_date_warm_starts_from_the_first_and_the_manifest_names_it(spark, tmp_path):
     from recsys_spark.app.cli import main
     from recsys_spark.data.sample_data import generate_interactions
