@@ -8,7 +8,7 @@ from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.kernels.confidence import bm25_statistics, confidence, row_regularization
 
 tf = pytest.importorskip("tensorflow")
-from recsys_spark.kernels import wals_cpu, wals_tf  # noqa: E402
+from recsys_spark.kernels import wals_blocks, wals_cpu, wals_tf  # noqa: E402
 from recsys_spark.kernels.tf_runtime import gpu_visible  # noqa: E402
 from recsys_spark.kernels.wals_blocks import initial_rows  # noqa: E402
 
@@ -193,10 +193,13 @@ def test_same_seed_same_factors_other_seed_other_factors(kernel):
 
 
 def test_numpy_and_tensorflow_kernels_give_the_same_factors_over_many_blocks_and_threads(monkeypatch):
-    """Blocks of at most 7 rows and 40 nonzeros, solved by 3 threads in place, against TensorFlow's
-    whole-matrix half-steps from the same start: same factors, same losses, same tolerance stop."""
+    """Blocks of at most 7 rows and 40 nonzeros, solved by 3 threads in place in gathered runs of at most
+    3 rows and 12 nonzeros (rows over 12 by the chunked products), against TensorFlow's whole-matrix
+    half-steps from the same start: same factors, same losses, same tolerance stop."""
     monkeypatch.setattr(wals_cpu, "BLOCK_ROWS", 7)
     monkeypatch.setattr(wals_cpu, "BLOCK_NONZEROS", 40)
+    monkeypatch.setattr(wals_blocks, "GATHER_ROWS", 3)
+    monkeypatch.setattr(wals_blocks, "GATHER_NONZEROS", 12)
     frame = generate_interactions(120, 60, 1500, seed=6).groupby(["user_id", "item_id"], as_index=False).weight.sum()
     users, items, weights = _indexed(frame)
     n_users, n_items, rank = int(users.max()) + 1, int(items.max()) + 1, 6
@@ -252,8 +255,41 @@ def test_gpu_probe_imports_tensorflow_only_where_a_gpu_driver_is_listed(monkeypa
     ([], 10, 2, [0]),
 ])
 def test_block_bounds(counts, max_nonzeros, max_rows, bounds):
-    got = wals_cpu.block_bounds(np.array(counts, np.int64), max_nonzeros, max_rows)
+    got = wals_blocks.block_bounds(np.array(counts, np.int64), max_nonzeros, max_rows)
     assert got.tolist() == bounds
+
+
+@pytest.mark.parametrize("gather", [4, 1 << 14])  # runs of rows with rows heavier than a run; one run
+def test_block_half_step_solves_each_row_and_reports_its_observed_loss(monkeypatch, gather):
+    """Against numpy: each row's exact least-squares solution (enough CG steps for rank 5) and the
+    observed loss sum c (1 - x.y)^2 - w0 (x.y)^2 before and after, computed densely."""
+    monkeypatch.setattr(wals_blocks, "GATHER_NONZEROS", gather)
+    rng = np.random.default_rng(11)
+    n_rows, n_other, rank, w0 = 9, 15, 5, 0.4
+    dense = (rng.random((n_rows, n_other)) < 0.45) * rng.uniform(1.0, 4.0, (n_rows, n_other))
+    dense[3] = 0.0  # a row without nonzeros
+    rows, cols = np.nonzero(dense)
+    conf = dense[rows, cols].astype(np.float32)
+    other = rng.normal(0, 0.5, (n_other, rank)).astype(np.float32)
+    x = rng.normal(0, 0.5, (n_rows, rank)).astype(np.float32)
+    reg = rng.uniform(0.1, 0.5, n_rows).astype(np.float32)
+    gram_w0 = w0 * other.T.astype(np.float64) @ other
+    nz = wals_blocks.BlockNonzeros(rows, cols, conf, n_rows, other)
+    got, before, after = wals_blocks.block_half_step(x, nz, gram_w0, reg, w0, cg_steps=12)
+
+    def observed(factors):
+        pred = factors.astype(np.float64) @ other.T.astype(np.float64)
+        mask = dense > 0
+        return float(np.sum(dense[mask] * (1 - pred[mask]) ** 2 - w0 * pred[mask] ** 2))
+
+    for u in range(n_rows):
+        c = dense[u][dense[u] > 0]
+        y = other[dense[u] > 0].astype(np.float64)
+        a = gram_w0 + (y.T * (c - w0)) @ y + reg[u] * np.eye(rank)
+        np.testing.assert_allclose(got[u], np.linalg.solve(a, y.T @ c), rtol=1e-3, atol=1e-4)
+    assert before == pytest.approx(observed(x), rel=1e-5)
+    assert after == pytest.approx(observed(got), rel=1e-5)
+    assert wals_blocks.block_half_step(x, nz, gram_w0, reg, w0, cg_steps=2, after=False)[2] is None
 
 
 @pytest.mark.parametrize("kernel", ["auto", "tensorflow"])

@@ -19,7 +19,7 @@ import numpy as np
 from recsys_spark.kernels.blas import blas_threads
 from recsys_spark.kernels.confidence import row_regularization
 from recsys_spark.kernels.convergence import iterate
-from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, initial_rows
+from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_bounds, block_half_step, initial_rows, observed_loss
 
 BLOCK_NONZEROS = 1 << 18  # a block's nonzeros at most (a heavier row gets a block of its own)
 BLOCK_ROWS = 1 << 12  # a block's rows at most: its CG temporaries are a few (rows x rank) arrays
@@ -59,20 +59,6 @@ class SideBlocks:
         return zip(self.bounds[:-1], self.bounds[1:], self.blocks)
 
 
-def block_bounds(counts: np.ndarray, max_nonzeros: int, max_rows: int) -> np.ndarray:
-    """Row bounds [0, ..., n_rows] of consecutive blocks: each holds at most max_rows rows and, unless it is
-    a single row, at most max_nonzeros nonzeros."""
-    ends = np.cumsum(np.asarray(counts, np.int64))
-    bounds, start, n_rows = [0], 0, len(counts)
-    while start < n_rows:
-        before = ends[start - 1] if start else 0
-        end = int(np.searchsorted(ends, before + max_nonzeros, side="right"))
-        end = min(max(end, start + 1), start + max_rows, n_rows)
-        bounds.append(end)
-        start = end
-    return np.asarray(bounds, np.int64)
-
-
 def default_threads() -> int:
     """The cores this process may run on."""
     try:
@@ -88,39 +74,38 @@ def gram(x: np.ndarray, side: SideBlocks, pool: ThreadPoolExecutor) -> np.ndarra
 
 
 def half_step(x: np.ndarray, side: SideBlocks, other: np.ndarray, other_gram: np.ndarray, unobserved_weight: float,
-              cg_steps: int, pool: ThreadPoolExecutor) -> None:
+              cg_steps: int, pool: ThreadPoolExecutor, after: bool = False) -> float | None:
     """Replace x's rows, block by block in the pool's threads, by block_half_step's with `other` fixed
-    (other_gram: its Gramian)."""
+    (other_gram: its Gramian); with `after`, return the observed loss of the new rows."""
     gram_w0 = (np.float32(unobserved_weight) * other_gram).astype(np.float32)
     side.set_other(other)
 
     def solve(span):
         start, end, block = span
-        x[start:end] = block_half_step(x[start:end], block, gram_w0, side.reg[start:end], unobserved_weight,
-                                       cg_steps)
+        x[start:end], _, observed = block_half_step(x[start:end], block, gram_w0, side.reg[start:end],
+                                                    unobserved_weight, cg_steps, after=after)
+        return observed
 
-    for _ in pool.map(solve, side.spans()):
-        pass
+    observed = list(pool.map(solve, side.spans()))
+    return float(sum(observed)) if after else None
 
 
-def loss(x: np.ndarray, y: np.ndarray, x_gram: np.ndarray, y_gram: np.ndarray, by_user: SideBlocks,
-         by_item: SideBlocks, unobserved_weight: float, pool: ThreadPoolExecutor) -> float:
-    """kernels/wals_tf.loss: the observed terms (per user block), w0 sum(X^T X * Y^T Y), both penalties."""
-    w0 = np.float32(unobserved_weight)
-    by_user.set_other(y)
-
-    def observed(span):
-        start, end, block = span  # sum c (1 - p)^2 - w0 p^2 = sum c - 2 sum c p + sum (c - w0) p^2
-        pred = block.dots(x[start:end])
-        return float(block.conf.sum(dtype=np.float64)) - 2.0 * float(np.dot(block.conf, pred)) \
-            + float(np.dot(block.conf - w0, pred * pred))
-
+def loss(observed: float, x: np.ndarray, y: np.ndarray, x_gram: np.ndarray, y_gram: np.ndarray, by_user: SideBlocks,
+         by_item: SideBlocks, unobserved_weight: float) -> float:
+    """kernels/wals_tf.loss from the observed terms (block_half_step's or observed_loss'): plus
+    w0 sum(X^T X * Y^T Y) and both penalties."""
     def penalty(rows, side):
         return sum(float(np.dot(side.reg[a:b], np.einsum("ij,ij->i", rows[a:b], rows[a:b]))) for a, b, _ in side.spans())
 
-    total = sum(pool.map(observed, by_user.spans()))
-    total += float(unobserved_weight) * float(np.sum(x_gram.astype(np.float64) * y_gram.astype(np.float64)))
+    total = observed + float(unobserved_weight) * float(np.sum(x_gram.astype(np.float64) * y_gram.astype(np.float64)))
     return total + penalty(x, by_user) + penalty(y, by_item)
+
+
+def start_observed(x: np.ndarray, by_user: SideBlocks, unobserved_weight: float, pool: ThreadPoolExecutor) -> float:
+    """The observed terms of the loss at the start (later iterations get them from the item half-step)."""
+    parts = pool.map(lambda span: float(np.sum(observed_loss(x[span[0]:span[1]], span[2], unobserved_weight))),
+                     by_user.spans())
+    return float(sum(parts))
 
 
 def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_items: int, rank: int,
@@ -144,14 +129,18 @@ def fit(users: np.ndarray, items: np.ndarray, conf: np.ndarray, n_users: int, n_
     by_item = SideBlocks(items, users, conf, n_items, x, item_reg)
     with ThreadPoolExecutor(threads or default_threads()) as pool, blas_threads(1):  # one GEMM thread per pool thread
         grams = {"x": gram(x, by_user, pool), "y": gram(y, by_item, pool)}
-        start = loss(x, y, grams["x"], grams["y"], by_user, by_item, unobserved_weight, pool) if tolerance > 0 else None
+        start = None
+        if tolerance > 0:
+            by_user.set_other(y)
+            start = loss(start_observed(x, by_user, unobserved_weight, pool), x, y, grams["x"], grams["y"],
+                         by_user, by_item, unobserved_weight)
 
         def step() -> float:
             half_step(x, by_user, y, grams["y"], unobserved_weight, cg_steps, pool)
             grams["x"] = gram(x, by_user, pool)
-            half_step(y, by_item, x, grams["x"], unobserved_weight, cg_steps, pool)
+            observed = half_step(y, by_item, x, grams["x"], unobserved_weight, cg_steps, pool, after=True)
             grams["y"] = gram(y, by_item, pool)
-            return loss(x, y, grams["x"], grams["y"], by_user, by_item, unobserved_weight, pool)
+            return loss(observed, x, y, grams["x"], grams["y"], by_user, by_item, unobserved_weight)
 
         history = iterate(step, iterations, tolerance, start, on_iteration)
     return x, y, history

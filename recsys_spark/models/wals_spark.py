@@ -38,7 +38,7 @@ from recsys_spark.data.prepare import PreparedData
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX, WEIGHT
 from recsys_spark.kernels.confidence import confidence, row_regularization
 from recsys_spark.kernels.convergence import converged
-from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, initial_rows, observed_loss, pack_rows
+from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_half_step, initial_rows, pack_rows
 from recsys_spark.models import spark_weights
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.wals import resolve_parameters
@@ -368,9 +368,8 @@ def block_solver(gram_w0, n_other: int, cfg: WalsConfig, rank: int, w0: float):
         nz = BlockNonzeros(_array(structure, "_rows", np.int32), _array(structure, "_cols", np.int32),
                            _array(structure, "_conf", np.float32), len(counts), other)
         reg = row_regularization(counts, n_other, cfg.reg, w0, cfg.reg_exponent)
-        before = float(np.sum(observed_loss(x, nz, w0)))
-        x = block_half_step(x, nz, gram_w0.value, reg, w0, cfg.cg_steps)
-        return packed_rows(structure, x, reg, before, float(np.sum(observed_loss(x, nz, w0))))
+        x, before, after = block_half_step(x, nz, gram_w0.value, reg, w0, cfg.cg_steps)
+        return packed_rows(structure, x, reg, before, after)
 
     return solve
 
