@@ -5,8 +5,9 @@ gathers and scipy's sparse products release the GIL) and written in place into t
 Same objective, same conjugate-gradient updates and same history as kernels/wals_tf.fit; the two give
 the same factors from the same start (tests/test_wals.py). Memory beyond the factors: each side's
 nonzeros sorted once as int32 local rows, int32 columns and float32 confidences (24 bytes per
-interaction for both sides), and the temporaries of the blocks being solved, bounded by
-BLOCK_NONZEROS and BLOCK_ROWS per thread whatever the data size: nothing of size nonzeros x rank.
+interaction for both sides), and the temporaries of the blocks being solved, bounded per thread
+whatever the data size (kernels/wals_blocks.py: two GATHER_NONZEROS x rank buffers and a few
+BLOCK_ROWS x rank arrays): nothing of size nonzeros x rank.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from recsys_spark.kernels.wals_blocks import BlockNonzeros, block_bounds, block_
 
 BLOCK_NONZEROS = 1 << 18  # a block's nonzeros at most (a heavier row gets a block of its own)
 BLOCK_ROWS = 1 << 12  # a block's rows at most: its CG temporaries are a few (rows x rank) arrays
-BYTES_PER_INTERACTION = 64  # the collected arrays (12) and confidences (4), and the fit's peak (measured ~49 at 10M)
+BYTES_PER_INTERACTION = 64  # the collected arrays (12) and confidences (4), and the fit's peak (measured ~34 at 10M and 30M)
 
 
 class SideBlocks:
