@@ -57,3 +57,23 @@ def test_scoring_and_similarity_run_in_the_configured_number_of_tasks(spark, ran
     seen_df = spark.createDataFrame([(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
     assert recommend(model, seen_df, ScoreConfig(partitions=3)).rdd.getNumPartitions() == 3
     assert similar_items(model, SimilarConfig(top_k=2), ScoreConfig(partitions=5)).rdd.getNumPartitions() == 5
+
+
+def test_factor_tables_hold_each_matrix_row_at_its_index_across_arrow_batches(spark, monkeypatch):
+    """from_numpy sends the matrices as Arrow batches (here of 3 rows); the tables read back by a
+    plain collect hold row i at index i with its id, and item_factor_matrix gives the matrix back."""
+    from recsys_spark.models import factor_model
+
+    monkeypatch.setattr(factor_model, "FRAME_VALUES", 3 * 4)
+    rng = np.random.default_rng(5)
+    users, items = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(10, 4)).astype(np.float32)
+    user_ids = spark.createDataFrame([(i, f"u{i}") for i in range(7)], "user_index int, user_id string")
+    item_ids = spark.createDataFrame([(i, 100 + i) for i in range(10)], "item_index int, item_id long")
+    model = FactorModel.from_numpy(users, items, user_ids, item_ids, {"kind": "test"})
+    rows = {r.user_index: (r.user_id, r.factors) for r in model.user_factors.collect()}
+    assert sorted(rows) == list(range(7))
+    for i, (user_id, factors) in rows.items():
+        assert user_id == f"u{i}"
+        np.testing.assert_array_equal(np.array(factors, np.float32), users[i])
+    np.testing.assert_array_equal(model.item_factor_matrix(), items)
+    assert dict(model.item_factors.dtypes)["factors"] == "array<float>"

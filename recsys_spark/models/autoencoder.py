@@ -54,7 +54,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
           item_features=None) -> FactorModel:
     """Train the autoencoder on the driver and return its factors."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                train_cfg.driver_max_bytes)
+                                train_cfg.driver_max_bytes, rows=prepared.stats.get("interactions"))
     cfg = model_cfg.autoencoder
     fit = fit_autoencoder(data, model_cfg.rank, cfg, model_cfg.seed)
     metadata = model_metadata("autoencoder", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, cfg,

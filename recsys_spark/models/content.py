@@ -36,7 +36,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     started = time.time()
     matrix = feature_matrix(item_features, prepared.item_ids, prepared.n_items)
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                train_cfg.driver_max_bytes)
+                                train_cfg.driver_max_bytes, rows=prepared.stats.get("interactions"))
     users, items = content_vectors(data, matrix, model_cfg.content.normalize_items)
     covered = int(np.count_nonzero(np.abs(matrix).sum(axis=1)))
     log.info("content: %d features, %d of %d items have features, %.1fs",

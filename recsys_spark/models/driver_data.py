@@ -35,10 +35,11 @@ class Interactions:
 
 
 def collect_interactions(df: DataFrame, n_users: int, n_items: int, max_bytes: int = 8 << 30,
-                         bytes_per_interaction: int = BYTES_PER_INTERACTION) -> Interactions:
+                         bytes_per_interaction: int = BYTES_PER_INTERACTION, rows: int | None = None) -> Interactions:
     """Collect (user_index, item_index, weight) as numpy arrays, refusing when the trainer's
-    memory (`bytes_per_interaction` per row, the arrays included) would pass `max_bytes`."""
-    rows = df.count()
+    memory (`bytes_per_interaction` per row, the arrays included) would pass `max_bytes`. `rows`:
+    the row count when known (prepare records it), else one Spark job counts them first."""
+    rows = df.count() if rows is None else int(rows)
     needed = rows * bytes_per_interaction
     if needed > max_bytes:
         raise DriverMemoryError(
@@ -48,7 +49,7 @@ def collect_interactions(df: DataFrame, n_users: int, n_items: int, max_bytes: i
             "(model.wals.engine=spark or auto for wals, model.kind=als)")
     table = df.select(USER_INDEX, ITEM_INDEX, WEIGHT).toArrow()
     log.info("collected %d interactions to the driver (%.1f MiB of arrays; training needs about %.1f GiB)",
-             rows, rows * BYTES_PER_INTERACTION / 2**20, needed / 2**30)
+             table.num_rows, table.num_rows * BYTES_PER_INTERACTION / 2**20, needed / 2**30)
     return Interactions(
         users=table.column(USER_INDEX).to_numpy().astype(np.int32, copy=False),
         items=table.column(ITEM_INDEX).to_numpy().astype(np.int32, copy=False),

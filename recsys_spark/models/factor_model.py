@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -119,11 +120,12 @@ class FactorModel:
         Collects the catalog to the driver on purpose: it is what scoring broadcasts.
         Items without factors (never seen in training) get a zero row.
         """
-        pdf = self.item_factors.select(ITEM_INDEX, FACTORS).toPandas()
-        n_items = int(pdf[ITEM_INDEX].max()) + 1 if len(pdf) else 0
+        table = self.item_factors.select(ITEM_INDEX, FACTORS).toArrow()
+        index = table.column(ITEM_INDEX).to_numpy()
+        n_items = int(index.max()) + 1 if len(index) else 0
         matrix = np.zeros((n_items, self.width), dtype=np.float32)
-        if len(pdf):
-            matrix[pdf[ITEM_INDEX].to_numpy()] = np.stack(pdf[FACTORS].to_numpy()).astype(np.float32)
+        if len(index):
+            matrix[index] = factor_rows(table.column(FACTORS), self.width, "item")
         return matrix
 
     @classmethod
@@ -171,8 +173,33 @@ class FactorModel:
         return cls(users, items.select(ITEM_INDEX, ITEM_ID, FACTORS), meta)
 
 
+FRAME_VALUES = 1 << 26  # factor values per Arrow batch of _factor_frame (its list offsets are int32)
+
+
 def _factor_frame(spark: SparkSession, matrix: np.ndarray, index_col: str) -> DataFrame:
+    """(index_col int, factors array<float>) with row i of `matrix` at index i, sent to Spark as Arrow
+    batches of list<float> built on the matrix's memory (no per-row objects)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    pdf = pd.DataFrame({index_col: np.arange(matrix.shape[0], dtype=np.int32), FACTORS: list(matrix)})
-    frame = spark.createDataFrame(pdf, schema=f"{index_col} int, {FACTORS} array<float>")
-    return frame.withColumn(index_col, F.col(index_col).cast("int"))
+    n_rows, width = matrix.shape
+    schema = pa.schema([(index_col, pa.int32()), (FACTORS, pa.list_(pa.float32()))])
+    step = max(1, FRAME_VALUES // max(width, 1))
+    batches = []
+    for start in range(0, n_rows, step):
+        block = matrix[start:start + step]
+        offsets = pa.array(np.arange(0, (len(block) + 1) * width, width, dtype=np.int32) if width
+                           else np.zeros(len(block) + 1, np.int32))
+        lists = pa.ListArray.from_arrays(offsets, pa.array(block.reshape(-1)))
+        index = pa.array(np.arange(start, start + len(block), dtype=np.int32))
+        batches.append(pa.RecordBatch.from_arrays([index, lists], schema=schema))
+    return spark.createDataFrame(pa.Table.from_batches(batches, schema=schema),
+                                 schema=f"{index_col} int, {FACTORS} array<float>")
+
+
+def factor_rows(lists: pa.ChunkedArray, width: int, name: str) -> np.ndarray:
+    """(len(lists), width) float32 from a list<float> column: one flatten, no per-row objects; a
+    ValueError names `name` when a row is missing or of another width."""
+    if len(lists) == 0:
+        return np.zeros((0, width), np.float32)
+    if lists.null_count or pc.any(pc.not_equal(pc.list_value_length(lists), width)).as_py():
+        raise ValueError(f"the {name} factor rows are not all of width {width}")
+    return pc.list_flatten(lists).to_numpy().astype(np.float32, copy=False).reshape(len(lists), width)

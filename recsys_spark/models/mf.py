@@ -39,7 +39,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
           item_features=None) -> FactorModel:
     """Train biased MF on the prepared weights (ratings) and return its folded factors."""
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                train_cfg.driver_max_bytes)
+                                train_cfg.driver_max_bytes, rows=prepared.stats.get("interactions"))
     fit = fit_mf(data, model_cfg.rank, model_cfg.mf, model_cfg.seed)
     metadata = model_metadata("mf", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, model_cfg.mf,
                               global_mean=fit.global_mean, best_epoch=fit.best_epoch, history=fit.history)

@@ -60,7 +60,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
                               "set it or turn item_features off")
         features = feature_matrix(item_features, prepared.item_ids, prepared.n_items)
     data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                train_cfg.driver_max_bytes)
+                                train_cfg.driver_max_bytes, rows=prepared.stats.get("interactions"))
     fit = fit_two_tower(data, model_cfg.rank, cfg, model_cfg.seed, features)
     metadata = model_metadata("two_tower", model_cfg.rank, fit.item_factors.shape[1], model_cfg.seed, cfg,
                               best_epoch=fit.best_epoch, history=fit.history)

@@ -45,7 +45,8 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
     with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
         warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
         data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
-                                    train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank, kernel))
+                                    train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank, kernel),
+                                    rows=prepared.stats.get("interactions"))
         start, counts = (None, None) if warm is None else warm.result()
     user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start,
                                                             kernel)

@@ -2,13 +2,13 @@
 
 Kept users and items keep their rows, new ones get the rows a cold start would give them (`fill`),
 gone ones are dropped. `reconcile_rows` is the pure numpy part; `aligned_factors` collects both
-models' id maps to the driver in one job (one row per user and per item: what the driver-side trainers hold
+models' id maps to the driver (one row per user and per item: what the driver-side trainers hold
 anyway) and applies it to users and items.
 """
 
 from __future__ import annotations
 
-import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
-from recsys_spark.models.factor_model import FactorModel, ModelInfo
+from recsys_spark.models.factor_model import FactorModel, ModelInfo, factor_rows
 
 
 @dataclass
@@ -73,32 +73,27 @@ def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame
     """(user rows, item rows, counts) for today's id maps (index, id) from `model`'s factors;
     counts: {"users": {"kept", "new", "dropped"}, "items": {...}} for the model metadata.
 
-    The four id lists (today's maps, the model's factor rows) come to the driver in one Spark job, a
-    union of their scans with no shuffle: at nightly sizes the reconciliation costs about one job's
-    scheduling latency, not four.
+    The four id lists (today's maps, the model's factor rows) come to the driver as four Arrow
+    collections of their own plans: a union of the four cost several times their sum (measured: 1.8 s
+    against 4 x 0.1 s at 20k users, 4k items), its plan analysis alone 0.6 s.
     """
     sides = (("users", USER_INDEX, USER_ID, user_ids, model.user_factors, fill_users),
              ("items", ITEM_INDEX, ITEM_ID, item_ids, model.item_factors, fill_items))
     id_types = {frame.schema[id_col].dataType for _, _, id_col, ids, factors, _ in sides for frame in (ids, factors)}
     id_type = id_types.pop() if len(id_types) == 1 else T.StringType()  # mixed: compared as text, as reconcile_rows
-    parts = []
-    for name, index_col, id_col, ids, factors, _ in sides:
-        parts.append(ids.select(F.lit(name).alias("_side"), F.col(index_col).cast("int").alias("_index"),
-                                F.col(id_col).cast(id_type).alias("_id"),
-                                F.lit(None).cast(T.ArrayType(T.FloatType())).alias("_factors")))
-        parts.append(factors.select(F.lit(name).alias("_side"), F.lit(None).cast("int").alias("_index"),
-                                    F.col(id_col).cast(id_type).alias("_id"),
+    plans = []
+    for _, index_col, id_col, ids, factors, _ in sides:
+        plans.append(ids.select(F.col(index_col).cast("int").alias("_index"), F.col(id_col).cast(id_type).alias("_id")))
+        plans.append(factors.select(F.col(id_col).cast(id_type).alias("_id"),
                                     F.col(FACTORS).cast(T.ArrayType(T.FloatType())).alias("_factors")))
-    collected = functools.reduce(DataFrame.unionAll, parts).toArrow()
+    with ThreadPoolExecutor(len(plans)) as pool:  # four small jobs: their latencies overlap
+        tables = list(pool.map(lambda plan: plan.toArrow(), plans))
     counts, matrices = {}, []
-    for name, _, _, _, _, fill in sides:
-        side = collected.filter(pc.equal(collected.column("_side"), name))
-        has_index = pc.is_valid(side.column("_index"))
-        today, earlier = side.filter(has_index), side.filter(pc.invert(has_index))
+    for (name, _, _, _, _, fill), today, earlier in zip(sides, tables[0::2], tables[1::2]):
         today = today.take(pc.sort_indices(today.column("_index")))
         if not np.array_equal(today.column("_index").to_numpy(), np.arange(len(fill))):
             raise ValueError(f"the {name} id map is not dense over 0..{len(fill) - 1}")
-        old_rows = _rows(earlier.column("_factors"), fill.shape[1], name)
+        old_rows = factor_rows(earlier.column("_factors"), fill.shape[1], f"earlier model's {name[:-1]}")
         rows, kept = reconcile_rows(_ids(earlier), old_rows, _ids(today), fill)
         matrices.append(rows)
         counts[name] = {"kept": int(kept.sum()), "new": int((~kept).sum()), "dropped": int(earlier.num_rows - kept.sum())}
@@ -107,12 +102,3 @@ def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame
 
 def _ids(table: pa.Table) -> np.ndarray:
     return table.column("_id").to_numpy()  # numbers as numbers, text as objects
-
-
-def _rows(lists: pa.ChunkedArray, width: int, name: str) -> np.ndarray:
-    """(len(lists), width) float32 from a list<float> column: one flatten, no per-row objects."""
-    if len(lists) == 0:
-        return np.zeros((0, width), np.float32)
-    if lists.null_count or pc.any(pc.not_equal(pc.list_value_length(lists), width)).as_py():
-        raise ValueError(f"the earlier model's {name} factor rows are not all of width {width}")
-    return pc.list_flatten(lists).to_numpy().astype(np.float32, copy=False).reshape(len(lists), width)
