@@ -9,8 +9,7 @@ setup(
     install_requires=[
         "pyspark>=4.0,<5",
         "tensorflow>=2.16",
-        "numpy>=1.26",
-        "scipy>=1.10",  # kernels/wals_blocks.py: CSR products of the executor WALS engine
+        "numpy>=2.2",  # kernels/wals_blocks.py: batched matvec/vecmat products
         "pandas>=2.0,<3",
         "pyarrow>=15",
         "pyyaml>=6",
@@ -18,7 +17,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "duckdb>=1.1"],  # duckdb: a real SQL client reads the published tables
-        "bench": ["implicit>=0.7", "threadpoolctl>=3"],  # the reference ALS of scripts/bench_models.py and bench_training.py
+        # the reference ALS of scripts/bench_models.py and bench_training.py, and the CSR matrices they give it
+        "bench": ["implicit>=0.7", "threadpoolctl>=3", "scipy>=1.10"],
     },
     entry_points={"console_scripts": ["recsys-spark=recsys_spark.app.cli:main"]},
 )

@@ -259,7 +259,23 @@ def test_block_bounds(counts, max_nonzeros, max_rows, bounds):
     assert got.tolist() == bounds
 
 
-@pytest.mark.parametrize("gather", [4, 1 << 14])  # runs of rows with rows heavier than a run; one run
+@pytest.mark.parametrize("max_slots, max_rows", [(40, 6), (12, 100), (1000, 3)])
+def test_degree_runs_cover_every_row_once_within_their_bounds(max_slots, max_rows):
+    """Against the definition: each row in exactly one run; a run's width is its widest row's count (at
+    least 1), at most RUN_WIDTH_RATIO x its narrowest's + 1, rows x width <= max_slots unless it is a
+    single row over max_slots, at most max_rows rows."""
+    counts = np.random.default_rng(5).zipf(1.6, 300).clip(max=500) - 1  # heavy-tailed, zeros included
+    runs = wals_blocks.degree_runs(counts, max_slots, max_rows)
+    rows = np.concatenate([r for r, _ in runs])
+    assert sorted(rows.tolist()) == list(range(len(counts)))
+    for r, width in runs:
+        assert width == max(counts[r].max(), 1) and len(r) <= max_rows
+        assert counts[r].max() <= int(counts[r].min() * wals_blocks.RUN_WIDTH_RATIO) + 1
+        assert len(r) * width <= max_slots or (len(r) == 1 and width > max_slots)
+    assert len(runs) <= 2 * len(np.unique(counts)) + sum(len(r) for r, w in runs if w > max_slots) + len(counts) // max_rows + 1
+
+
+@pytest.mark.parametrize("gather", [4, 1 << 14])  # runs of rows with rows heavier than a run; few runs
 def test_block_half_step_solves_each_row_and_reports_its_observed_loss(monkeypatch, gather):
     """Against numpy: each row's exact least-squares solution (enough CG steps for rank 5) and the
     observed loss sum c (1 - x.y)^2 - w0 (x.y)^2 before and after, computed densely."""

@@ -1,4 +1,4 @@
-"""WALS for one block of rows in numpy and scipy's CSR products (no Spark, no TensorFlow): the
+"""WALS for one block of rows in numpy's batched products (no Spark, no TensorFlow): the
 kernel of the driver's numpy engine (kernels/wals_cpu.py) and of the distributed one
 (models/wals_spark.py).
 
@@ -7,12 +7,14 @@ of one block: the same system (w0 Y^T Y + sum_{i in I_u} (c_ui - w0) y_i y_i^T +
 sum_{i in I_u} c_ui y_i, the same number of steps from the same current rows, the same updates in
 float32, given only the block's nonzeros, the other side's rows they name and the full Gramian.
 
-Rows are independent systems, so a block is solved in runs of consecutive rows. A run's other-side
-rows are gathered once into a per-thread buffer of at most GATHER_NONZEROS rows, which every CG
-product then reads in order from cache: the gather from the whole other side, a random access into
-memory, is the cost that matters, and CG's products would otherwise repeat it twice a step. A row
-with more nonzeros than that is reduced once to its rank x rank system. Memory beyond the block's
-12 bytes per nonzero: two GATHER_NONZEROS x rank buffers per thread and a few run-sized arrays.
+Rows are independent systems, so a block is solved in runs of rows of similar degree (a run's widest
+row has at most 5/4 of its narrowest's nonzeros, plus one). A run's other-side rows are gathered
+once into a per-thread (rows, width, rank) buffer, each row's nonzeros padded with zero rows to the
+run's width, so that every CG product is one batched matrix product (BLAS, GIL released) over memory
+read in order: the gather from the whole other side, a random access into memory, is the cost that
+matters, and CG's products would otherwise repeat it twice a step. A row with more nonzeros than
+GATHER_NONZEROS is reduced once to its rank x rank system. Memory beyond the block's 12 bytes per
+nonzero: one GATHER_NONZEROS x rank buffer per thread and a few run-sized arrays.
 
 `initial_rows` seeds factor rows per chunk of CHUNK_ROWS indexes, so any subset of rows is generated
 where it is needed (an executor) and the whole matrix is the same whatever the partitioning.
@@ -23,18 +25,16 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
 CHUNK_ROWS = 4096  # rows seeded from one generator: initial_rows' unit of work
-GATHER_NONZEROS = 1 << 14  # nonzeros gathered at once (4 MiB at rank 64: two such buffers per thread stay in cache)
+GATHER_NONZEROS = 1 << 15  # padded nonzeros gathered at once (8 MiB at rank 64; 2^14 and 2^16 measured slower)
 GATHER_ROWS = 1 << 12  # rows of a run at most: its CG temporaries are a few (rows x rank) arrays
+RUN_WIDTH_RATIO = 1.25  # a run's widest row over its narrowest: bounds the padding a run reads
 
 
 def _divide_no_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a / b, 0 where b is 0 (tf.math.divide_no_nan)."""
-    out = np.zeros_like(a)
-    np.divide(a, b, out=out, where=b != 0)
-    return out
+    return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
 
 
 def _sorted(rows: np.ndarray, cols: np.ndarray) -> bool:
@@ -48,23 +48,13 @@ def _sorted(rows: np.ndarray, cols: np.ndarray) -> bool:
 _THREAD = threading.local()
 
 
-def _buffers(n: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """The calling thread's two (n, rank) float32 buffers, reused so no product touches fresh pages."""
-    buffers = getattr(_THREAD, "buffers", None)
-    if buffers is None or buffers[0].shape[0] < n or buffers[0].shape[1] != rank:
-        size = max(n, GATHER_NONZEROS, 1)
-        buffers = (np.empty((size, rank), np.float32), np.empty((size, rank), np.float32))
-        _THREAD.buffers = buffers
-    return buffers[0][:n], buffers[1][:n]
-
-
-_ARANGE = [np.arange(GATHER_NONZEROS, dtype=np.int32)]  # read-only column numbers of gathered runs' matrices
-
-
-def _arange(n: int) -> np.ndarray:
-    if len(_ARANGE[0]) < n:
-        _ARANGE[0] = np.arange(n, dtype=np.int32)
-    return _ARANGE[0][:n]
+def _buffer(n: int, rank: int) -> np.ndarray:
+    """The calling thread's (n, rank) float32 buffer, reused so no product touches fresh pages."""
+    buffer = getattr(_THREAD, "buffer", None)
+    if buffer is None or buffer.shape[0] < n or buffer.shape[1] != rank:
+        buffer = np.empty((max(n, GATHER_NONZEROS, 1), rank), np.float32)
+        _THREAD.buffer = buffer
+    return buffer[:n]
 
 
 class BlockNonzeros:
@@ -93,51 +83,59 @@ class BlockNonzeros:
         out = np.empty(len(self.rows), np.float32)
         for start in range(0, len(self.rows), GATHER_NONZEROS):
             end = min(start + GATHER_NONZEROS, len(self.rows))
-            xs, ys = _buffers(end - start, self.other.shape[1])
-            np.take(x, self.rows[start:end], axis=0, out=xs, mode="clip")  # unbuffered
+            ys = _buffer(end - start, self.other.shape[1])
             np.take(self.other, self.cols[start:end], axis=0, out=ys, mode="clip")
-            out[start:end] = np.einsum("ij,ij->i", xs, ys)
+            out[start:end] = np.vecdot(x[self.rows[start:end]], ys)
         return out
 
 
 def _observed(conf: np.ndarray, pred: np.ndarray, w0: float) -> float:
     """sum c (1 - p)^2 - w0 p^2 over nonzeros, as sum c - 2 sum c p + sum (c - w0) p^2 (float64)."""
-    c, p = conf.astype(np.float64), pred.astype(np.float64)
+    c, p = conf.astype(np.float64).ravel(), pred.astype(np.float64).ravel()
     return float(c.sum() - 2.0 * np.dot(c, p) + np.dot(c - w0, p * p))
 
 
-class GatheredRows:
-    """Rows [start, end) of a block whose nonzeros (at most GATHER_NONZEROS) have their other-side rows
-    gathered once into the calling thread's buffer, for CG's products over them."""
+class PaddedRows:
+    """Some rows of a block (at most `width` nonzeros each) whose other-side rows are gathered once into
+    the calling thread's buffer as (rows, width, rank), zero rows after each row's own, for CG's
+    products over them as batched matrix products (a zero row adds nothing to a sum or the loss)."""
 
-    def __init__(self, nz: BlockNonzeros, start: int, end: int, w0: np.float32):
-        lo, hi = int(nz.indptr[start]), int(nz.indptr[end])
-        n = hi - lo
-        self._other, self._xs = _buffers(n, nz.other.shape[1])
-        np.take(nz.other, nz.cols[lo:hi], axis=0, out=self._other, mode="clip")
-        self._rows = nz.rows[lo:hi] - np.int32(start)
-        self._conf, self._w0 = nz.conf[lo:hi], w0
+    def __init__(self, nz: BlockNonzeros, rows: np.ndarray, width: int, w0: np.float32):
+        rank, n_rows = nz.other.shape[1], len(rows)
+        lo = nz.indptr[rows]
+        slots = lo[:, None] + np.arange(width)  # (rows, width) positions in the block's arrays
+        pad = slots >= nz.indptr[rows + 1][:, None]
+        self._other = _buffer(n_rows * width, rank).reshape(n_rows, width, rank)
+        if len(nz.cols):
+            np.take(nz.other, np.take(nz.cols, slots, mode="clip"), axis=0, out=self._other, mode="clip")
+            self._other[pad] = 0.0
+            self._conf = np.take(nz.conf, slots, mode="clip")
+            self._conf[pad] = 0.0
+        else:  # a block without nonzeros: only the Gramian and the penalty
+            self._other[...] = 0.0
+            self._conf = np.zeros((n_rows, width), np.float32)
         self._extra = self._conf - w0
-        self._matrix = csr_matrix((self._conf, _arange(n), nz.indptr[start:end + 1] - lo), shape=(end - start, n),
-                                  copy=False)  # .data is replaced, never written, by _sums
-
-    def _sums(self, weights: np.ndarray) -> np.ndarray:
-        """sum over each row's nonzeros of weight x y -> (rows, k)."""
-        self._matrix.data = np.asarray(weights, np.float32)
-        return np.asarray(self._matrix @ self._other, np.float32)
+        self._extra[pad] = 0.0
+        self._w0 = w0
 
     def _dots(self, x: np.ndarray) -> np.ndarray:
-        np.take(x, self._rows, axis=0, out=self._xs, mode="clip")
-        return np.einsum("ij,ij->i", self._xs, self._other)
+        """y.x for every slot -> (rows, width)."""
+        return np.matvec(self._other, x)
+
+    def _sums(self, weights: np.ndarray) -> np.ndarray:
+        """sum over each row's slots of weight x y -> (rows, k)."""
+        return np.vecmat(weights, self._other)
 
     def start(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """(sum c y - sum (c - w0) (y.x) y, the rows' observed loss at x)."""
         pred = self._dots(x)
         return self._sums(self._conf - self._extra * pred), _observed(self._conf, pred, float(self._w0))
 
-    def products(self, p: np.ndarray) -> np.ndarray:
-        """sum (c - w0) (y.p) y for every row."""
-        return self._sums(self._extra * self._dots(p))
+    def add_products(self, p: np.ndarray, out: np.ndarray) -> None:
+        """out += sum (c - w0) (y.p) y for every row."""
+        weights = self._dots(p)
+        weights *= self._extra
+        out += self._sums(weights)
 
     def observed(self, x: np.ndarray) -> float:
         return _observed(self._conf, self._dots(x), float(self._w0))
@@ -154,11 +152,10 @@ class HeavyRow:
         self._a, self._b = np.zeros((rank, rank), np.float64), np.zeros(rank, np.float64)
         for start in range(lo, hi, GATHER_NONZEROS):
             end = min(start + GATHER_NONZEROS, hi)
-            ys, scaled = _buffers(end - start, rank)
+            ys = _buffer(end - start, rank)
             np.take(nz.other, nz.cols[start:end], axis=0, out=ys, mode="clip")
             conf = nz.conf[start:end]
-            np.multiply(ys, (conf - w0)[:, None], out=scaled)
-            self._a += ys.T @ scaled
+            self._a += ys.T @ (ys * (conf - w0)[:, None])
             self._b += ys.T @ conf
         self._sum_conf = float(nz.conf[lo:hi].sum(dtype=np.float64))
         self._a32 = self._a.astype(np.float32)
@@ -170,30 +167,31 @@ class HeavyRow:
     def start(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         return (self._b[None, :] - x.astype(np.float64) @ self._a).astype(np.float32), self._observed(x)
 
-    def products(self, p: np.ndarray) -> np.ndarray:
-        return p @ self._a32
+    def add_products(self, p: np.ndarray, out: np.ndarray) -> None:
+        out += p @ self._a32
 
     def observed(self, x: np.ndarray) -> float:
         return self._observed(x)
 
 
 def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", a, b)
+    return np.vecdot(a, b)
 
 
 def _cg(x: np.ndarray, part, gram_w0: np.ndarray, reg: np.ndarray, cg_steps: int,
         after: bool) -> tuple[np.ndarray, float, float | None]:
-    """CG on one run of rows (GatheredRows or HeavyRow): (new rows, observed loss before, after)."""
+    """CG on one run of rows (PaddedRows or HeavyRow): (new rows, observed loss before, after)."""
     x = np.array(x, np.float32, copy=True)
     r, before = part.start(x)  # r = b - A x
     r -= x @ gram_w0
     r -= reg[:, None] * x
     p = r.copy()
     rs = _row_dots(r, r)
+    ap, reg = np.empty_like(p), reg[:, None]
     for _ in range(cg_steps):
-        ap = p @ gram_w0  # A p = w0 G p + sum (c - w0) (y.p) y + lambda p
-        ap += part.products(p)
-        ap += reg[:, None] * p
+        np.matmul(p, gram_w0, out=ap)  # A p = w0 G p + sum (c - w0) (y.p) y + lambda p
+        part.add_products(p, ap)
+        ap += reg * p
         step = _divide_no_nan(rs, _row_dots(p, ap))[:, None]
         x += step * p
         r -= step * ap
@@ -211,20 +209,44 @@ def block_half_step(x: np.ndarray, nz: BlockNonzeros, gram_w0: np.ndarray, reg: 
     fixed, the rows' observed loss before, and after (None unless `after`)); gram_w0 is w0 Y^T Y over
     the whole other side, reg the rows' lambda (row_regularization). The observed loss is the rows'
     share of kernels/wals_tf.loss's observed terms, sum c (1 - x.y)^2 - w0 (x.y)^2 (float64)."""
-    gram_w0 = np.asarray(gram_w0, np.float32)
-    reg = np.asarray(reg, np.float32)
     x = np.asarray(x, np.float32)
-    w0 = np.float32(unobserved_weight)
-    out = np.empty((nz.n_rows, gram_w0.shape[0]), np.float32)
+    out = np.empty((nz.n_rows, np.shape(gram_w0)[0]), np.float32)
     before, later = 0.0, 0.0
-    bounds = block_bounds(np.diff(nz.indptr), GATHER_NONZEROS, GATHER_ROWS)
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        heavy = nz.indptr[end] - nz.indptr[start] > GATHER_NONZEROS  # block_bounds gives such a row alone
-        part = HeavyRow(nz, start, w0) if heavy else GatheredRows(nz, start, end, w0)
-        out[start:end], b, a = _cg(x[start:end], part, gram_w0, reg[start:end], cg_steps, after)
-        before += b
-        later += a if after else 0.0
+    for rows, width in degree_runs(np.diff(nz.indptr), GATHER_NONZEROS, GATHER_ROWS):
+        b, a = solve_run(x, nz, rows, width, gram_w0, reg, unobserved_weight, cg_steps, after, out)
+        before, later = before + b, later + a
     return out, before, (later if after else None)
+
+
+def solve_run(x: np.ndarray, nz: BlockNonzeros, rows: np.ndarray, width: int, gram_w0: np.ndarray, reg: np.ndarray,
+              unobserved_weight: float, cg_steps: int, after: bool, out: np.ndarray) -> tuple[float, float]:
+    """block_half_step for one of degree_runs' runs: out[rows] = the rows' new values from x[rows] (out
+    may be x: a run reads only its own rows); (observed loss before, after or 0)."""
+    w0 = np.float32(unobserved_weight)
+    part = HeavyRow(nz, int(rows[0]), w0) if width > GATHER_NONZEROS else PaddedRows(nz, rows, width, w0)
+    new, before, later = _cg(x[rows], part, np.asarray(gram_w0, np.float32), np.asarray(reg[rows], np.float32),
+                             cg_steps, after)
+    out[rows] = new
+    return before, (later if after else 0.0)
+
+
+def degree_runs(counts: np.ndarray, max_slots: int, max_rows: int) -> list[tuple[np.ndarray, int]]:
+    """Every row once, in runs (rows, width) of rows by increasing degree: a run's width is its widest
+    row's nonzeros (at least 1), at most RUN_WIDTH_RATIO times its narrowest's plus one, and it holds
+    at most max_rows rows and max_slots = rows x width; a row over max_slots is a run of its own."""
+    counts = np.asarray(counts, np.int64)
+    order = np.argsort(counts, kind="stable")
+    degrees = counts[order]
+    runs, start, n = [], 0, len(order)
+    while start < n:
+        widest = int(degrees[start] * RUN_WIDTH_RATIO) + 1
+        end = min(int(np.searchsorted(degrees, widest, side="right")), start + max_rows)
+        width = max(int(degrees[end - 1]), 1)
+        end = min(end, start + max(max_slots // width, 1))
+        width = max(int(degrees[end - 1]), 1)
+        runs.append((order[start:end], width))
+        start = end
+    return runs
 
 
 def block_bounds(counts: np.ndarray, max_nonzeros: int, max_rows: int) -> np.ndarray:
