@@ -3,7 +3,7 @@
 For each size, generates interactions with recsys_spark.data.sample_data.iter_interactions, merges
 duplicate (user, item) pairs (weights add up, as prepare does) and indexes them, then measures
   (a) WALS on the driver with the kernel a CPU-only driver runs (`wals`: kernels/wals_cpu.fit, numpy
-      and scipy on one thread per core) or the TensorFlow kernel (`wals_tf`: kernels/wals_tf.fit), from
+      on one thread per core) or the TensorFlow kernel (`wals_tf`: kernels/wals_tf.fit), from
       the COO arrays: the median of the recorded seconds per iteration (both half-steps and the loss),
       and the peak of the process's private memory during the fit above its level before (MemoryPeak),
       less the two factor matrices, per interaction; each driver trainer runs in a fresh interpreter;

@@ -33,7 +33,7 @@ from recsys_spark.kernels.wals_blocks import (
 
 BLOCK_NONZEROS = 1 << 18  # nonzeros of a span of rows the Gramian, penalty and start loss are summed over
 BLOCK_ROWS = 1 << 12  # rows of such a span at most
-BYTES_PER_INTERACTION = 64  # the collected arrays (12) and confidences (4), and the fit's peak (measured ~34 at 10M and 30M)
+BYTES_PER_INTERACTION = 64  # collected arrays (12), confidences (4), the fit's peak (measured 34-36 at 10M and 30M)
 
 
 class SideRuns:

@@ -1,7 +1,7 @@
 """Weighted ALS for implicit feedback, trained on the driver (or on the executors).
 
 The interactions are collected to the driver (a deliberate, budgeted step: see
-models/driver_data.py); the numerical work is kernels/wals_cpu.py (numpy and scipy on the driver's
+models/driver_data.py); the numerical work is kernels/wals_cpu.py (numpy on the driver's
 cores) or, where TensorFlow sees a GPU, kernels/wals_tf.py (model.wals.kernel). Weighting:
 observed entries get confidence 1 + alpha * f(weight) (auto, linear, log or BM25; auto is a log
 transform fitted to the training weights, kernels/confidence.auto_confidence), every unobserved
