@@ -17,7 +17,8 @@ duplicate (user, item) pairs (weights add up, as prepare does) and indexes them,
   (c) wals_spark: models/wals_spark.train (model.wals.engine=spark) on the same Parquet and cores, the
       median of its recorded seconds per iteration (both half-steps, their checkpoints and the loss);
       set-up (weights' statistics, blocks, routes) is reported apart, with the peak resident memory
-      (/proc, sampled) of the driver Python, the JVM and the largest Python worker during the fit.
+      (/proc, sampled) of the driver Python, the JVM and the largest Python worker during the fit, and
+      the driver Python's growth over its level at the start (after the generator's memory is released).
 Both use model.wals / model.als defaults from recsys_spark.config. The last line is
 `ratios: <size>=<ALS seconds per iteration / WALS seconds per iteration> ...` (above 1: WALS faster)
 and, with implicit, `ratios (WALS / implicit): <size>=...` (at most 1: WALS as fast or faster).
@@ -251,6 +252,7 @@ def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, it
     extra = {"block_interactions": block_interactions} if block_interactions else {}
     cfg = WalsConfig(confidence="linear", unobserved_weight=1.0, iterations=iterations, tolerance=0.0,
                      engine="spark", **extra)
+    driver_before = _released_rss()  # the generator's freed pages returned first: the figure is the fit's
     sampler = MemorySampler(interval=0.25)
     sampler.start()
     started = time.perf_counter()
@@ -260,10 +262,28 @@ def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, it
     sampler.join()
     seconds = [h["seconds"] for h in model.metadata["history"]]
     data.unpersist()
+    peak = {k: round(v / 2**20) for k, v in sampler.peak.items()}
+    peak["driver_python_growth"] = round((sampler.peak["driver_python"] - driver_before) / 2**20)
     print(f"  wals_spark iterations: {', '.join(f'{s:.2f}s' for s in seconds)}; blocks {model.metadata['blocks']}; "
-          f"peak RSS MiB {({k: round(v / 2**20) for k, v in sampler.peak.items()})}", flush=True)
+          f"peak RSS MiB {peak}", flush=True)
     return {"per_iteration": statistics.median(seconds), "setup": total - sum(seconds),
-            "blocks": model.metadata["blocks"], "peak_mb": {k: round(v / 2**20) for k, v in sampler.peak.items()}}
+            "blocks": model.metadata["blocks"], "peak_mb": peak}
+
+
+def _released_rss() -> int:
+    """This process's resident bytes after a collection, Arrow's pool and glibc's heap handing freed
+    memory back to the system (where they can)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
 def build_spark(master: str, driver_memory: str, workdir: Path):
