@@ -5,8 +5,8 @@ the GIL) and written in place into the factor matrices.
 
 Same objective, same conjugate-gradient updates and same history as kernels/wals_tf.fit; the two give
 the same factors from the same start (tests/test_wals.py). Memory beyond the factors: each side's
-nonzeros sorted once as int32 local rows, int32 columns and float32 confidences (24 bytes per
-interaction for both sides), and the temporaries of the blocks being solved, bounded per thread
+nonzeros sorted once as int32 rows, int32 columns and float32 confidences (24 bytes per
+interaction for both sides), and the temporaries of the runs being solved, bounded per thread
 whatever the data size (kernels/wals_blocks.py: one GATHER_NONZEROS x rank buffer and a few
 GATHER_ROWS x rank arrays): nothing of size nonzeros x rank.
 """
