@@ -105,7 +105,7 @@ def test_pack_rows_by_hand():
 def test_blocks_hold_at_most_block_interactions_nonzeros(spark):
     from pyspark.sql import functions as F
 
-    from recsys_spark.models.wals_spark import assign_blocks
+    from recsys_spark.models.wals_spark_blocks import assign_blocks
 
     rng = np.random.default_rng(0)
     counts = rng.integers(1, 40, size=500)
