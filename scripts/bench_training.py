@@ -236,7 +236,7 @@ def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, it
     """The distributed engine on the Parquet at `path`, the objective of time_wals (linear, w0 1):
     median seconds per iteration, set-up seconds, blocks and peak RSS (MiB) during the fit."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_scale import MemorySampler
+    from bench_scale import MemorySampler, processes
     from pyspark.sql import functions as F
 
     from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
@@ -252,7 +252,8 @@ def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, it
     extra = {"block_interactions": block_interactions} if block_interactions else {}
     cfg = WalsConfig(confidence="linear", unobserved_weight=1.0, iterations=iterations, tolerance=0.0,
                      engine="spark", **extra)
-    driver_before = _released_rss()  # the generator's freed pages returned first: the figure is the fit's
+    _release_freed_memory()  # the generator's freed pages go back first: the growth is the fit's
+    driver_before = processes()[os.getpid()][2]  # as MemorySampler reads it
     sampler = MemorySampler(interval=0.25)
     sampler.start()
     started = time.perf_counter()
@@ -270,9 +271,8 @@ def time_wals_spark(spark, path: Path, n_users: int, n_items: int, rank: int, it
             "blocks": model.metadata["blocks"], "peak_mb": peak}
 
 
-def _released_rss() -> int:
-    """This process's resident bytes after a collection, Arrow's pool and glibc's heap handing freed
-    memory back to the system (where they can)."""
+def _release_freed_memory() -> None:
+    """A collection, then Arrow's pool and glibc's heap hand freed memory back to the system (where they can)."""
     import ctypes
     import gc
 
@@ -282,8 +282,6 @@ def _released_rss() -> int:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
 def build_spark(master: str, driver_memory: str, workdir: Path):
