@@ -174,10 +174,6 @@ class HeavyRow:
         return self._observed(x)
 
 
-def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.vecdot(a, b)
-
-
 def _cg(x: np.ndarray, part, gram_w0: np.ndarray, reg: np.ndarray, cg_steps: int,
         after: bool) -> tuple[np.ndarray, float, float | None]:
     """CG on one run of rows (PaddedRows or HeavyRow): (new rows, observed loss before, after)."""
@@ -186,16 +182,16 @@ def _cg(x: np.ndarray, part, gram_w0: np.ndarray, reg: np.ndarray, cg_steps: int
     r -= x @ gram_w0
     r -= reg[:, None] * x
     p = r.copy()
-    rs = _row_dots(r, r)
+    rs = np.vecdot(r, r)
     ap, reg = np.empty_like(p), reg[:, None]
     for _ in range(cg_steps):
         np.matmul(p, gram_w0, out=ap)  # A p = w0 G p + sum (c - w0) (y.p) y + lambda p
         part.add_products(p, ap)
         ap += reg * p
-        step = _divide_no_nan(rs, _row_dots(p, ap))[:, None]
+        step = _divide_no_nan(rs, np.vecdot(p, ap))[:, None]
         x += step * p
         r -= step * ap
-        rs_new = _row_dots(r, r)
+        rs_new = np.vecdot(r, r)
         p *= _divide_no_nan(rs_new, rs)[:, None]
         p += r
         rs = rs_new
