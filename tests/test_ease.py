@@ -187,3 +187,57 @@ def test_new_users_are_scored_from_their_history(spark, fitted):
         np.testing.assert_allclose(got, np.sort(finite)[::-1][:3], atol=1e-5)
     # the model's own users have no seen items here: no history, so no model rows (the fallback would serve them)
     assert set(recs.user_id) == set(new_rows.user_id[1:])
+
+
+def _session_reference(users, items, ts, n_items, seconds):
+    """S[i, j] = sum over users having both of exp(-|t_ui - t_uj| / seconds), by brute force."""
+    s = np.zeros((n_items, n_items))
+    for user in np.unique(users):
+        mine = users == user
+        for i, ti in zip(items[mine], ts[mine]):
+            for j, tj in zip(items[mine], ts[mine]):
+                s[i, j] += np.exp(-abs(ti - tj) / seconds)
+    return s
+
+
+def test_session_gram_and_b_match_a_brute_force_reference(spark):
+    frame, x = _interactions(seed=3)
+    rng = np.random.default_rng(4)
+    frame["ts"] = 1_700_000_000 + rng.integers(0, 3 * 3600, len(frame))  # gaps of seconds to hours
+    prepared = prepared_from_pandas(spark, frame)
+    users = frame.user_id.str[1:].astype(int).to_numpy()
+    items = frame.item_id.str[1:].astype(int).to_numpy()
+    seconds, weight = 600.0, 1.5
+    gram, session = ease.item_grams(prepared.interactions, N_ITEMS, seconds)
+    np.testing.assert_allclose(gram, x.T.astype(float) @ x.astype(float))
+    reference = _session_reference(users, items, frame.ts.to_numpy(float), N_ITEMS, seconds)
+    np.testing.assert_allclose(session, reference, rtol=1e-9)
+    assert np.linalg.eigvalsh(gram + weight * session).min() > -1e-6  # still a Gram: the solve's Cholesky holds
+
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.reg, cfg.ease.session_seconds, cfg.ease.session_weight = REG, seconds, weight
+    model = ease.train(prepared, cfg, TrainConfig())
+    counts = x.T.astype(np.float64) @ x.astype(np.float64)
+    lam = REG * np.trace(counts) / N_ITEMS  # lambda stays in units of the plain counts
+    p = np.linalg.inv(counts + weight * reference + lam * np.eye(N_ITEMS))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    np.testing.assert_allclose(model.item_factor_matrix(), b.T, atol=2e-6)
+    assert model.metadata["sessions"] == {"used": True, "reason": None}
+    assert model.metadata["params"]["session_seconds"] == seconds
+
+
+@pytest.mark.parametrize("ts", ["constant", "missing"])
+def test_sessions_are_left_out_when_the_data_has_no_time(spark, ts):
+    frame, x = _interactions(seed=5)
+    prepared = prepared_from_pandas(spark, frame.assign(ts=1_700_000_000))
+    if ts == "missing":
+        from pyspark.sql import functions as F
+        prepared = PreparedData(prepared.interactions.withColumn("ts", F.lit(None).cast("long")), prepared.user_ids,
+                                prepared.item_ids, prepared.n_users, prepared.n_items)
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.reg = REG  # sessions at their defaults (on)
+    model = ease.train(prepared, cfg, TrainConfig())
+    np.testing.assert_allclose(model.item_factor_matrix(), _closed_form(x, REG).T, atol=2e-6)
+    assert model.metadata["sessions"]["used"] is False
+    assert "no time" in model.metadata["sessions"]["reason"]

@@ -137,9 +137,13 @@ class AutoencoderConfig:
 class EaseConfig:
     """EASE (Steck 2019): the closed-form item-item model B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1."""
     reg: float = 6.0  # lambda = reg x mean interactions per item (X^T X's mean diagonal): carries over between data sets
+    session_seconds: float = 300.0  # time scale of a session: a pair of a user's items adds exp(-|dt| / this); 0: off
+    session_weight: float = 1.0  # weight of that session co-occurrence beside the plain count; 0: off
 
     def __post_init__(self):
         _check_min("model.ease.reg", self.reg, 0.0, strict=True)
+        _check_min("model.ease.session_seconds", self.session_seconds, 0.0)
+        _check_min("model.ease.session_weight", self.session_weight, 0.0)
 
 
 FEATURE_FORMATS = ("auto", "csv", "parquet", "movielens")
