@@ -29,7 +29,8 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
         "model.wals.confidence": list(CONFIDENCE_SCHEMES),
         "model.wals.alpha": log_range(0.1, 30.0),
     },
-    "ease": {"model.ease.reg": log_range(1.0, 30.0)},  # lambda in units of the mean interactions per item
+    "ease": {"model.ease.reg": log_range(1.0, 30.0),  # lambda in units of the mean interactions per item
+             "model.ease.session_weight": [0.0, 0.5, 1.0, 2.0]},  # no effect on data without time
 }
 # model.kind=auto tunes the kind it resolves to (models/registry.resolve_kind): ease or wals.
 DEFAULT_SPACES["auto"] = {}
