@@ -51,3 +51,15 @@ def test_tune_prefers_the_sane_regularisation_and_writes_loadable_conf(spark, tm
     reloaded = load_config_file(files[0])
     assert reloaded.model.als.reg_param == 0.05 and reloaded.model.rank == 8
     assert spark.read.parquet(files[1]).count() == 2
+
+
+def test_the_nightly_search_fits_on_four_fifths_of_the_data_and_a_study_on_four_fifths_of_train(spark):
+    pdf = generate_interactions(n_users=200, n_items=60, n_interactions=5000, seed=6)
+    prepared = prepare(spark.createDataFrame(pdf), load_config().prepare)
+    total = prepared.interactions.count()
+    cfg = load_config(None, ["model.kind=ease", "tune.params={model.ease.reg: [6.0]}", "score.batch_users=256"])
+    study = tune(prepared, cfg)
+    nightly = tune(prepared, cfg, within_train=False)
+    # users with >= 5 interactions keep 20% aside at each split: 80% of all, or 80% of the 80% train
+    assert 0.75 * total < nightly.fit_interactions < 0.85 * total
+    assert 0.58 * total < study.fit_interactions < 0.7 * total

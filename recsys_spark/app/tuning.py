@@ -47,7 +47,7 @@ def nightly_tuned(spark: SparkSession, cfg: Config, prepared: PreparedData, layo
         return applied(cfg, record), reused_record(record, layout.run_date)
     log.info("tune: %s; tuning model.kind=%s within %.0f s", reason, cfg.model.kind, cfg.tune.budget_seconds)
     try:
-        result = tune(prepared, halving_config(cfg), item_features(spark, cfg))
+        result = tune(prepared, halving_config(cfg), item_features(spark, cfg), within_train=False)
     except SplitError as exc:
         log.warning("tune: skipped, training with the configured parameters: %s", exc)
         return cfg, {"model_kind": cfg.model.kind, "tuned_now": False, "skipped": str(exc)}

@@ -53,7 +53,8 @@ def tuned_record(result: TuneResult, cfg: Config, run_date: str, run_id: str) ->
             "tuned_in_run": run_id, "tuned_now": True, "objective": result.objective, "value": result.best_value,
             "space": space_record(cfg), "method": result.method, "trials_run": len(result.history),
             "seconds": result.seconds, "budget_seconds": cfg.tune.budget_seconds,
-            "stopped_by_budget": result.stopped_by_budget, "trials": result.history}
+            "stopped_by_budget": result.stopped_by_budget, "fit_interactions": result.fit_interactions,
+            "trials": result.history}
 
 
 def reused_record(record: dict, run_date: str) -> dict:
