@@ -10,7 +10,7 @@ from reference import cosine_reference, top_n_reference
 from recsys_spark.config import ModelConfig, RulesConfig, ScoreConfig, SimilarConfig, TrainConfig
 from recsys_spark.data.prepare import PreparedData
 from recsys_spark.data.schema import ITEM_INDEX, USER_INDEX
-from recsys_spark.errors import DriverMemoryError
+from recsys_spark.errors import DriverMemoryError, ModelError
 from recsys_spark.kernels.sparse_rows import SparseRows
 from recsys_spark.kernels.topk import prepare_history_items, top_n
 from recsys_spark.models import ease
@@ -52,7 +52,7 @@ def fitted(spark):
 
 
 def _recs(model, prepared, top, rules=None):
-    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX, "weight")
     return recommend(model, seen, ScoreConfig(top_n=top, block_items=8), rules=rules).toPandas()
 
 
@@ -208,7 +208,8 @@ def test_session_gram_and_b_match_a_brute_force_reference(spark):
     users = frame.user_id.str[1:].astype(int).to_numpy()
     items = frame.item_id.str[1:].astype(int).to_numpy()
     seconds, weight = 600.0, 1.5
-    gram, session = ease.item_grams(prepared.interactions, N_ITEMS, seconds)
+    grams = ease.input_grams(prepared.interactions, N_ITEMS, seconds)
+    gram, session = grams.counts, grams.sessions
     np.testing.assert_allclose(gram, x.T.astype(float) @ x.astype(float))
     reference = _session_reference(users, items, frame.ts.to_numpy(float), N_ITEMS, seconds)
     np.testing.assert_allclose(session, reference, rtol=1e-9)
@@ -241,3 +242,81 @@ def test_sessions_are_left_out_when_the_data_has_no_time(spark, ts):
     np.testing.assert_allclose(model.item_factor_matrix(), _closed_form(x, REG).T, atol=2e-6)
     assert model.metadata["sessions"]["used"] is False
     assert "no time" in model.metadata["sessions"]["reason"]
+
+
+def _heavy_reference(x, heavy, reg, heavy_reg):
+    """Channel EASE by brute force: inputs F = [X, H], target X, one constrained least squares per column
+    (F^T F + diag(lambda)) b = F^T x_j with b[j] = b[n + j] = 0, solved on the free inputs only."""
+    f = np.hstack([x, heavy]).astype(np.float64)
+    n = x.shape[1]
+    lam = reg * x.sum() / n
+    lams = np.r_[np.full(n, lam), np.full(n, heavy_reg * x.sum() / n)]
+    b = np.zeros((2 * n, n))
+    for j in range(n):
+        free = np.setdiff1d(np.arange(2 * n), [j, n + j])
+        a = f[:, free].T @ f[:, free] + np.diag(lams[free])
+        b[free, j] = np.linalg.solve(a, f[:, free].T @ x[:, j].astype(np.float64))
+    return b
+
+
+def _heavy_tailed(seed=7):
+    frame, x = _interactions(seed=seed)
+    rng = np.random.default_rng(seed)
+    frame["weight"] = np.round(np.exp(rng.normal(0.0, 2.5, len(frame))), 3) + 0.001  # hours-like: max >> 100 x median
+    return frame, x
+
+
+def test_heavy_use_channel_matches_the_constrained_least_squares_and_scores_through_the_engine(spark):
+    frame, x = _heavy_tailed()
+    prepared = prepared_from_pandas(spark, frame)
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.reg, cfg.ease.heavy_reg = REG, 3.0
+    model = ease.train(prepared, cfg, TrainConfig())
+    channel = model.metadata["heavy_channel"]
+    assert channel["used"] and channel["profile"] == "heavy-tailed"
+    assert channel["threshold"] == pytest.approx(np.median(frame.weight))
+    heavy = np.zeros_like(x)
+    for row in frame.itertuples():
+        if row.weight > channel["threshold"]:
+            heavy[int(row.user_id[1:]), int(row.item_id[1:])] = True
+    b = _heavy_reference(x, heavy, REG, 3.0)
+    assert model.width == 2 * N_ITEMS and model.heavy_threshold == channel["threshold"]
+    np.testing.assert_allclose(model.item_factor_matrix(), b.T, atol=5e-6)
+
+    top = 5
+    recs = _recs(model, prepared, top)
+    inputs = np.hstack([x, heavy]).astype(np.float32)
+    expected = top_n_reference(inputs, b.T.astype(np.float32), top, [np.flatnonzero(row) for row in x])
+    for user in range(N_USERS):
+        got = recs[recs.user_id == f"u{user:03d}"].sort_values("rank")
+        np.testing.assert_allclose(got.score.to_numpy(), [s for _, s in expected[user]], atol=1e-5)
+    with pytest.raises(ModelError, match="needs a weight column"):
+        recommend(model, prepared.interactions.select(USER_INDEX, ITEM_INDEX), ScoreConfig(top_n=top))
+
+
+@pytest.mark.parametrize("weights, mode, used", [("heavy", "off", False), ("scale", "auto", False),
+                                                  ("scale", "on", True), ("constant", "on", False)])
+def test_heavy_use_channel_applies_to_heavy_tailed_weights_unless_asked(spark, weights, mode, used):
+    frame, x = _heavy_tailed(seed=8) if weights == "heavy" else _interactions(seed=8)
+    if weights == "constant":
+        frame["weight"] = 1.0
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.reg, cfg.ease.heavy_channel = REG, mode
+    model = ease.train(prepared_from_pandas(spark, frame), cfg, TrainConfig())
+    assert model.metadata["heavy_channel"]["used"] is used
+    assert model.width == (2 if used else 1) * N_ITEMS
+    if not used:
+        np.testing.assert_allclose(model.item_factor_matrix(), _closed_form(x, REG).T, atol=2e-6)
+
+
+def test_heavy_use_channel_on_is_refused_past_the_driver_budget_and_auto_falls_back(spark):
+    frame, _ = _heavy_tailed(seed=9)
+    prepared = prepared_from_pandas(spark, frame)
+    budget = TrainConfig(driver_max_bytes=ease.driver_bytes(N_ITEMS) + 1)  # plain EASE fits, 2n inputs do not
+    cfg = ModelConfig(kind="ease")
+    cfg.ease.heavy_channel = "on"
+    with pytest.raises(DriverMemoryError, match="heavy_channel=on doubles"):
+        ease.train(prepared, cfg, budget)
+    cfg.ease.heavy_channel = "auto"
+    model = ease.train(prepared, cfg, budget)
+    assert not model.metadata["heavy_channel"]["used"] and "over the budget" in model.metadata["heavy_channel"]["reason"]

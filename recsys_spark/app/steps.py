@@ -23,7 +23,7 @@ from recsys_spark.app.warm_start import warm_start_plan
 from recsys_spark.config import Config
 from recsys_spark.data.prepare import PreparedData, prepare
 from recsys_spark.data.quarantine import account, profile_input, quarantine_rows, split_malformed
-from recsys_spark.data.schema import ITEM_INDEX, ITEM_SIMILAR, USER_INDEX, USER_RECS
+from recsys_spark.data.schema import ITEM_INDEX, ITEM_SIMILAR, USER_INDEX, USER_RECS, WEIGHT
 from recsys_spark.errors import ConfigError
 from recsys_spark.faults import fail_first_attempt
 from recsys_spark.models.factor_model import FactorModel
@@ -194,7 +194,7 @@ def train(spark: SparkSession, cfg: Config, prepared: PreparedData, layout: Date
 
 def write_recs(cfg: Config, model: FactorModel, prepared: PreparedData, rules: Rules, path: str) -> str:
     """Score every user into user_recs at `path`; returns its rows, e.g. `2,000 user_recs rows for 200 users`."""
-    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX)
+    seen = prepared.interactions.select(USER_INDEX, ITEM_INDEX, WEIGHT)
     recs = user_recs_table(recommend(model, seen, cfg.score, rules=rules), model.kind)
     rows, lists = _write_counted(fail_first_attempt(recs), path, "score")
     return f"{rows:,} {USER_RECS} rows for {lists:,} users"

@@ -139,11 +139,18 @@ class EaseConfig:
     reg: float = 6.0  # lambda = reg x mean interactions per item (X^T X's mean diagonal): carries over between data sets
     session_seconds: float = 300.0  # time scale of a session: a pair of a user's items adds exp(-|dt| / this); 0: off
     session_weight: float = 1.0  # weight of that session co-occurrence beside the plain count; 0: off
+    heavy_channel: str = "auto"  # auto | on | off: a second input per item, "used above the median weight"; auto: heavy-tailed weights
+    heavy_reg: float = 20.0  # lambda of the heavy-use inputs, in the units of `reg`
 
     def __post_init__(self):
         _check_min("model.ease.reg", self.reg, 0.0, strict=True)
         _check_min("model.ease.session_seconds", self.session_seconds, 0.0)
         _check_min("model.ease.session_weight", self.session_weight, 0.0)
+        _check_choice("model.ease.heavy_channel", self.heavy_channel, HEAVY_CHANNEL_MODES)
+        _check_min("model.ease.heavy_reg", self.heavy_reg, 0.0, strict=True)
+
+
+HEAVY_CHANNEL_MODES = ("auto", "on", "off")
 
 
 FEATURE_FORMATS = ("auto", "csv", "parquet", "movielens")

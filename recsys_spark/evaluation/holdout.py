@@ -74,7 +74,7 @@ def recommend_for(model: FactorModel, train: PreparedData, test: DataFrame, cfg:
     """Top-`top_n` unseen items (user_id, rank, item_id, score) for the users in `test` only."""
     users = model.user_factors.join(test.select(USER_INDEX).distinct(), USER_INDEX, "left_semi")
     scoped = FactorModel(users, model.item_factors, model.metadata)
-    seen = train.interactions.select(USER_INDEX, ITEM_INDEX)
+    seen = train.interactions.select(USER_INDEX, ITEM_INDEX, WEIGHT)
     return recommend(scoped, seen, dataclasses.replace(cfg.score, top_n=top_n))
 
 

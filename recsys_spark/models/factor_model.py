@@ -110,6 +110,13 @@ class FactorModel:
         return self.metadata.get("scorer") == ITEM_ITEM
 
     @property
+    def heavy_threshold(self) -> float | None:
+        """Item-item models with heavy-use inputs (models/ease.py): the weight above which a user's item
+        j also enters their history row as input width/2 + j; None for every other model."""
+        channel = self.metadata.get("heavy_channel") or {}
+        return float(channel["threshold"]) if channel.get("used") else None
+
+    @property
     def info(self) -> ModelInfo:
         """The typed part of the metadata (see ModelInfo.from_metadata for older models)."""
         return ModelInfo.from_metadata(self.metadata)

@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from recsys_spark.config import ScoreConfig
-from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, RANK, SCORE, SOURCE, USER_ID, USER_INDEX
+from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, RANK, SCORE, SOURCE, USER_ID, USER_INDEX, WEIGHT
 from recsys_spark.errors import ModelError
 from recsys_spark.kernels.fallback import fill_from_ranking
 from recsys_spark.kernels.sparse_rows import SparseRows
@@ -77,24 +77,34 @@ class Catalog:
 def recommend(model: FactorModel, seen: DataFrame, cfg: ScoreConfig, *, rules: Optional[Rules] = None) -> DataFrame:
     """Top-N items for every user of the model, seen and excluded items masked.
 
-    seen: user_index, item_index of the items each user must not get (their history).
+    seen: user_index, item_index of the items each user must not get (their history), with their
+    weight (a column `weight`) for an item-item model with heavy-use inputs (FactorModel.heavy_threshold).
     rules: exclusions, include list and popularity fallback (recsys_spark.serving.rules.build_rules).
     Returns user_id, rank (1..k), item_id, score, source ("model", then "fallback" rows), with
     k = min(top_n, candidates - excluded) for users who have factors or get the fallback.
     """
+    heavy = model.heavy_threshold
+    if heavy is not None and WEIGHT not in seen.columns:
+        raise ModelError("this EASE model has heavy-use inputs (model.ease.heavy_channel): its users are scored "
+                         "from their history with its weights, so `seen` needs a weight column")
     rules = rules or Rules()
     spark = model.user_factors.sparkSession
     catalog = build_catalog(model, rules)
     log.info("score: %d candidate items with factors, fallback %s", len(catalog.model_items),
              "on" if catalog.ranking is not None else "off")
     broadcast = spark.sparkContext.broadcast(catalog)
-    excluded = seen.select(USER_INDEX, ITEM_INDEX, F.lit(True).alias("_seen"))
+    weight = (F.col(WEIGHT) if heavy is not None else F.lit(None)).cast("double").alias("_weight")
+    excluded = seen.select(USER_INDEX, ITEM_INDEX, F.lit(True).alias("_seen"), weight)
     if rules.exclude_user_items is not None:
-        excluded = excluded.unionByName(rules.exclude_user_items.select(USER_INDEX, ITEM_INDEX,
-                                                                         F.lit(False).alias("_seen")))
+        excluded = excluded.unionByName(rules.exclude_user_items.select(
+            USER_INDEX, ITEM_INDEX, F.lit(False).alias("_seen"), F.lit(None).cast("double").alias("_weight")))
     lists_of = [F.collect_list(ITEM_INDEX).alias(BLOCKED)]
     if model.item_item:
-        lists_of.append(F.collect_set(F.when(F.col("_seen"), F.col(ITEM_INDEX))).alias(HISTORY))
+        history = F.collect_set(F.when(F.col("_seen"), F.col(ITEM_INDEX)))
+        if heavy is not None:  # item j's heavy-use input is history entry width/2 + j
+            heavy_inputs = F.when(F.col("_seen") & (F.col("_weight") > F.lit(heavy)), F.col(ITEM_INDEX) + model.width // 2)
+            history = F.array_union(history, F.collect_set(heavy_inputs))
+        lists_of.append(history.alias(HISTORY))
     # Both sides hash-partitioned by user with an explicit count: the join needs no further
     # shuffle, and adaptive execution cannot coalesce the scoring into one or two tasks (it
     # would: the factor table is small in bytes, the work on it is not).
