@@ -251,3 +251,85 @@ def test_warm_start_on_needs_a_trainer_that_has_it():
     # YAML 1.1 reads off and on as booleans; the key takes them as the words they were.
     assert [load_config(None, [f"model.warm_start={v}"]).model.warm_start for v in ("off", "on", "auto")] == [
         "off", "on", "auto"]
+
+
+def _spark_jobs(spark, group):
+    """Ids of the Spark jobs run so far in job group `group` or in none (a pool thread's jobs have none)."""
+    tracker = spark.sparkContext.statusTracker()
+    return set(tracker.getJobIdsForGroup(None)) | set(tracker.getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize("id_type", ["string", "bigint"])
+def test_a_saved_model_is_read_on_the_driver_without_spark_as_its_tables_hold_it(spark, tmp_path, monkeypatch, id_type):
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.warm_start import EarlierModel
+    from recsys_spark.storage import fs, stores
+
+    rng = np.random.default_rng(5)
+    user_ids = rng.permutation(500)[:300] + 1000  # index order is not id order
+    item_ids = rng.permutation(90)[:70]
+    users = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(300, dtype=np.int32),
+                                                "user_id": user_ids if id_type == "bigint" else user_ids.astype(str)}),
+                                  f"user_index int, user_id {id_type}").repartition(3)  # several Parquet files
+    items = spark.createDataFrame(pd.DataFrame({"item_index": np.arange(70, dtype=np.int32),
+                                                "item_id": item_ids if id_type == "bigint" else item_ids.astype(str)}),
+                                  f"item_index int, item_id {id_type}")
+    x, y = rng.normal(size=(300, 6)).astype(np.float32), rng.normal(size=(70, 6)).astype(np.float32)
+    model = FactorModel.from_numpy(x, y, users, items, {"kind": "wals", "latent_dim": 6})
+    stores.save_model(model, str(tmp_path / "model"))
+
+    group = "read-saved-model"
+    spark.sparkContext.setJobGroup(group, "the warm start's read of a saved model")
+    try:
+        before = _spark_jobs(spark, group)
+        saved = stores.earlier_model(spark, str(tmp_path / "model"))
+        got_users, got_items = saved.rows(6)
+        assert _spark_jobs(spark, group) == before, "reading a model on local disk ran a Spark job"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert saved.kind == "wals" and saved.info.latent_dim == 6
+    want_users, want_items = EarlierModel.of(model).rows(6)  # the tables in memory, collected by Spark
+    monkeypatch.setattr(fs, "local_path", lambda spark, path: None)  # HDFS, object stores: read by Spark
+    remote_users, remote_items = stores.earlier_model(spark, str(tmp_path / "model")).rows(6)
+    for got, want, remote, ids, rows in ((got_users, want_users, remote_users, user_ids, x),
+                                         (got_items, want_items, remote_items, item_ids, y)):
+        reference = {str(i): row for i, row in zip(ids, rows)}  # the matrices the model was built from
+        for side in (got, want, remote):
+            assert side.ids.dtype.kind == ("i" if id_type == "bigint" else "O")
+            assert sorted(map(str, side.ids)) == sorted(reference)
+            np.testing.assert_array_equal(side.rows, np.stack([reference[str(i)] for i in side.ids]))
+    with pytest.raises(ValueError, match="not all of width 8"):
+        saved.rows(8)
+
+
+def test_warm_start_from_the_saved_model_gives_the_factors_of_the_start_in_memory(spark, tmp_path):
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+    from recsys_spark.data.sample_data import generate_interactions
+    from recsys_spark.models import wals
+    from recsys_spark.models.warm_start import id_maps
+    from recsys_spark.storage import stores
+    from tests.prepared_frames import prepared_from_pandas
+
+    frame = generate_interactions(60, 40, 900, seed=6)
+    users, items = sorted(frame.user_id.unique()), sorted(frame.item_id.unique())
+    earlier = frame[~frame.user_id.isin(users[:6]) & ~frame.item_id.isin(items[:3])]
+    later = frame[~frame.user_id.isin(users[-5:]) & ~frame.item_id.isin(items[-4:])]
+    cfg = ModelConfig(kind="wals", rank=4, seed=3, wals=WalsConfig(iterations=2, tolerance=0.0))
+    old = wals.train(prepared_from_pandas(spark, earlier), cfg, TrainConfig())
+    stores.save_model(old, str(tmp_path / "model"))
+    prepared = prepared_from_pandas(spark, later)
+    from_memory = wals.train(prepared, cfg, TrainConfig(), initial=old)
+    from_disk = wals.train(prepared, cfg, TrainConfig(), initial=stores.earlier_model(spark, str(tmp_path / "model")))
+    assert from_disk.metadata["warm_start"]["users"] == from_memory.metadata["warm_start"]["users"]
+    assert from_disk.metadata["warm_start"]["items"] == from_memory.metadata["warm_start"]["items"]
+    assert from_disk.metadata["warm_start"]["users"]["dropped"] == len(set(earlier.user_id) - set(later.user_id)) >= 5
+    for table in ("user_factors", "item_factors"):
+        got = getattr(from_disk, table).toPandas().sort_values(table[:4] + "_index")
+        want = getattr(from_memory, table).toPandas().sort_values(table[:4] + "_index")
+        np.testing.assert_array_equal(np.stack(got.factors), np.stack(want.factors))
+
+    # today's id maps come by index; a map with a gap is refused
+    user_map, item_map = id_maps(prepared.user_ids, prepared.item_ids)
+    assert list(user_map) == sorted(later.user_id.unique()) and list(item_map) == sorted(later.item_id.unique())
+    with pytest.raises(ValueError, match="user id map is not dense"):
+        id_maps(prepared.user_ids.filter("user_index != 1"), prepared.item_ids)

@@ -24,15 +24,16 @@ from recsys_spark.kernels.confidence import auto_confidence, auto_unobserved_wei
 from recsys_spark.kernels.wals_blocks import initial_rows
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
-from recsys_spark.models.warm_start import aligned_factors
+from recsys_spark.models.warm_start import EarlierModel, aligned_factors
 
 log = logging.getLogger(__name__)
 
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
-          item_features=None, initial: FactorModel | None = None) -> FactorModel:
-    """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start);
-    metadata records params, loss and seconds per iteration (and the warm start's id counts).
+          item_features=None, initial: FactorModel | EarlierModel | None = None) -> FactorModel:
+    """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start: a
+    model in memory or the EarlierModel app/warm_start.py found on disk); metadata records params, loss
+    and seconds per iteration (and the warm start's id counts).
 
     model.wals.engine picks where it runs (choose_engine): here on the driver, or on the executors
     (models/wals_spark.py); the metadata's "engine" says which."""
@@ -42,7 +43,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
         from recsys_spark.models import wals_spark
 
         return wals_spark.train(prepared, model_cfg, train_cfg, item_features, initial=initial)
-    with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
+    with ThreadPoolExecutor(1) as pool:  # the warm start's id maps (two small jobs) are collected beside the interactions
         warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
         data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                     train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank, kernel),
@@ -89,9 +90,11 @@ def bytes_per_interaction(rank: int, kernel: str = "numpy") -> int:
     return BYTES_PER_INTERACTION if kernel == "numpy" else 128 + 12 * rank
 
 
-def warm_factors(initial: FactorModel, prepared: PreparedData, model_cfg: ModelConfig):
+def warm_factors(initial: FactorModel | EarlierModel, prepared: PreparedData, model_cfg: ModelConfig):
     """(user rows, item rows) for the prepared indexes from `initial`, new ids seeded as a cold start
-    seeds them, and the kept/new/dropped counts with the seconds it took (models/warm_start.py)."""
+    seeds them, and the kept/new/dropped counts with the seconds it took (models/warm_start.py): the
+    earlier rows as `initial` gives them on the driver (from its Parquet when saved), today's id maps
+    collected."""
     started = time.perf_counter()
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
     fill_users, fill_items = cold_start(prepared.n_users, prepared.n_items, rank, cfg.init_stddev, seed)
