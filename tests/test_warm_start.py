@@ -333,3 +333,24 @@ def test_warm_start_from_the_saved_model_gives_the_factors_of_the_start_in_memor
     assert list(user_map) == sorted(later.user_id.unique()) and list(item_map) == sorted(later.item_id.unique())
     with pytest.raises(ValueError, match="user id map is not dense"):
         id_maps(prepared.user_ids.filter("user_index != 1"), prepared.item_ids)
+
+
+def test_an_id_map_is_read_in_one_spark_job(spark):
+    # prepare's id maps carry their partition offsets in the plan: reading one (today's maps beside the
+    # interactions' collection, the factor tables' ids) is one job, not a broadcast job and then one.
+    from recsys_spark.config import PrepareConfig
+    from recsys_spark.data.prepare import prepare
+    from recsys_spark.data.sample_data import generate_interactions
+
+    frame = generate_interactions(n_users=300, n_items=60, n_interactions=3000, seed=5)
+    prepared = prepare(spark.createDataFrame(frame).repartition(3), PrepareConfig())
+    group = "read-id-map"
+    spark.sparkContext.setJobGroup(group, "an id map's read")
+    try:
+        before = _spark_jobs(spark, group)
+        users = prepared.user_ids.toArrow().to_pandas().sort_values("user_index")
+        assert len(_spark_jobs(spark, group) - before) == 1
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert users.user_index.tolist() == list(range(prepared.n_users))
+    assert users.user_id.tolist() == sorted(frame.user_id.unique())
