@@ -335,6 +335,47 @@ def test_warm_start_from_the_saved_model_gives_the_factors_of_the_start_in_memor
         id_maps(prepared.user_ids.filter("user_index != 1"), prepared.item_ids)
 
 
+@pytest.mark.parametrize("id_type", ["string", "bigint"])
+def test_a_driver_model_is_saved_from_the_driver_as_spark_would_save_it(spark, tmp_path, id_type):
+    # The train stage's fixed costs, cold and warm alike: WALS on the driver hands its ids to the
+    # model, whose tables go to Spark without a join and to disk without a Spark job.
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.warm_start import id_maps
+    from recsys_spark.storage import stores
+
+    rng = np.random.default_rng(8)
+    ids = rng.permutation(400)[:250] + 7
+    users = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(250, dtype=np.int32),
+                                                "user_id": ids if id_type == "bigint" else ids.astype(str)}),
+                                  f"user_index int, user_id {id_type}")
+    items = spark.createDataFrame(pd.DataFrame({"item_index": np.arange(40, dtype=np.int32),
+                                                "item_id": np.arange(40) * 3 if id_type == "bigint"
+                                                else [f"i{k}" for k in range(40)]}), f"item_index int, item_id {id_type}")
+    x, y = rng.normal(size=(250, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
+    joined = FactorModel.from_numpy(x, y, users, items, {"kind": "wals"})
+    driver = FactorModel.from_numpy(x, y, users, items, {"kind": "wals"}, ids=id_maps(users, items))
+    assert joined.driver is None and driver.driver is not None
+    stores.save_model(joined, str(tmp_path / "by-spark"))
+    group = "save-driver-model"
+    spark.sparkContext.setJobGroup(group, "a driver model's save")
+    try:
+        before = _spark_jobs(spark, group)
+        stores.save_model(driver, str(tmp_path / "by-driver"))
+        stores.save_model(driver, str(tmp_path / "by-driver"))  # replaces what was there
+        assert _spark_jobs(spark, group) == before, "saving a driver model on local disk ran a Spark job"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    want, got = stores.load_model(spark, str(tmp_path / "by-spark")), stores.load_model(spark, str(tmp_path / "by-driver"))
+    assert {**got.metadata, "created_at": None} == {**want.metadata, "created_at": None}
+    for table, index in (("user_factors", "user_index"), ("item_factors", "item_index")):
+        assert [f.dataType for f in getattr(got, table).schema] == [f.dataType for f in getattr(want, table).schema]
+        for frame in (getattr(driver, table), getattr(got, table)):  # in memory and read back
+            have = frame.toPandas().sort_values(index).reset_index(drop=True)
+            expected = getattr(want, table).toPandas().sort_values(index).reset_index(drop=True)
+            assert have[index].tolist() == expected[index].tolist() and have.iloc[:, 1].tolist() == expected.iloc[:, 1].tolist()
+            np.testing.assert_array_equal(np.stack(have.factors), np.stack(expected.factors))
+
+
 def test_an_id_map_is_read_in_one_spark_job(spark):
     # prepare's id maps carry their partition offsets in the plan: reading one (today's maps beside the
     # interactions' collection, the factor tables' ids) is one job, not a broadcast job and then one.
