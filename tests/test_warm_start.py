@@ -376,6 +376,19 @@ def test_a_driver_model_is_saved_from_the_driver_as_spark_would_save_it(spark, t
             np.testing.assert_array_equal(np.stack(have.factors), np.stack(expected.factors))
 
 
+def test_the_prepare_stage_leaves_its_interactions_materialised(spark, tmp_path):
+    # The nightly run's train stage then collects them from the cache instead of paying prepare's joins.
+    from recsys_spark.app.steps import read_and_prepare
+    from recsys_spark.config import load_config
+    from recsys_spark.data.sample_data import generate_interactions
+
+    generate_interactions(n_users=40, n_items=15, n_interactions=300, seed=2).to_csv(tmp_path / "in.csv", index=False)
+    prepared, _ = read_and_prepare(spark, load_config(None, []), str(tmp_path / "in.csv"))
+    cached = spark._jsparkSession.sharedState().cacheManager().lookupCachedData(prepared.interactions._jdf)
+    assert cached.isDefined() and cached.get().cachedRepresentation().cacheBuilder().isCachedColumnBuffersLoaded()
+    prepared.interactions.unpersist()
+
+
 def test_an_id_map_is_read_in_one_spark_job(spark):
     # prepare's id maps carry their partition offsets in the plan: reading one (today's maps beside the
     # interactions' collection, the factor tables' ids) is one job, not a broadcast job and then one.
