@@ -1,28 +1,35 @@
 """Warm vs cold start of the nightly WALS model over a simulated sequence of days.
 
-    .venv/bin/python scripts/bench_warm_start.py [--data ../shared/data/ml-100k] [--days 6] [--set KEY=VALUE ...]
+    .venv/bin/python scripts/bench_warm_start.py [--data ../shared/data/ml-100k] [--days 6]
+        [--datasets movielens,generated,large,xlarge] [--set KEY=VALUE ...]
 
 Protocol. The interactions (MovieLens 100K u.data, every rating a positive interaction of weight 1
-as in bench_models.py; and two generated streams from recsys_spark/data/sample_data.py, timestamps
-uniform over 180 days: `generated`, 2000 users, 800 items, 60k draws, seed 7, and `large`, 20,000
-users, 4,000 items, 1M draws, seed 7, where the fit outweighs the fixed costs) are cut by timestamp: day 0 is
-the first 60% of the time span, and each of `--days` later days adds an equal share of the rest;
-a day's input is everything up to its cut. A fixed hold-out is taken once from the whole stream
+as in bench_models.py; and generated streams from recsys_spark/data/sample_data.py, timestamps
+uniform over 180 days, seed 7: `generated` 2000 users, 800 items, 60k draws; `large` 20,000 users,
+4,000 items, 1M draws; `xlarge` 100,000 users, 20,000 items, 5M draws, where the fit outweighs the
+fixed costs; the default runs the first three) are cut by timestamp: day 0 is the first 60% of the
+time span, and each of `--days` later days adds an equal share of the rest; a day's input is
+everything up to its cut. A fixed hold-out is taken once from the whole stream
 (recsys_spark.data.split.random_split: 20% of each user with at least 5 interactions, seed 42):
 a day trains on the other rows up to its cut and is evaluated (NDCG@10 of its top 10, seen items
 excluded, recsys_spark.evaluation.metrics.ranking_metrics) on the held-out rows up to its cut whose
 user and item it knows. Day 0 has no earlier model, so both sequences start from the same cold
 model; from day 1 on the cold sequence trains from random factors every day (model.warm_start=off)
-and the warm one from the previous day's model (what `recsys-spark run` with model.warm_start=auto
-does when the previous date is published: each day's model is written with storage.stores.save_model and
-the next day starts from it read back with load_model, as the nightly run reads `_runs/D/current/model`);
-both train model.kind=wals (model.kind=auto would pick
-EASE for these catalogs, which has no warm start). Churn: 1 - mean overlap of consecutive days' top 10
-per user (recsys_spark/evaluation/stability.py, as in the manifest). The same functions as the
-nightly run: data.prepare.prepare, models.registry.train_model (with models.warm_start.WarmStart),
-serving.scoring.recommend, serving.tables.user_recs_table. Train seconds are train_model's
-(collecting the interactions, reconciling ids, fitting); before each day's two fits one untimed
-iteration compiles TensorFlow's XLA kernels for the day's shapes, so neither mode is charged for it.
+and the warm one from the previous day's model, found as `recsys-spark run` finds it: each mode
+writes its days in the nightly run's layout (`_runs/DATE/RUN/model`, `current` naming the run), and
+app/steps.train's warm-start plan finds and reads the previous date's. Both train model.kind=wals
+(model.kind=auto would pick EASE for these catalogs, which has no warm start). Churn: 1 - mean
+overlap of consecutive days' top 10 per user (recsys_spark/evaluation/stability.py, as in the
+manifest).
+
+Seconds, per mode and day, each mode on the day's data prepared for it alone (the nightly run's
+prepare stage, its interactions materialised: "prepare s", untimed otherwise), later days
+alternating which mode runs first: "fit s" the WALS iterations, "train s" train_model's (collecting
+the interactions and today's id maps, the warm start's read of the earlier rows and reconciliation,
+"reconcile s", beside the collection, fitting, building the factor tables), "stage s" the nightly
+run's train stage (app/nightly.py: the warm-start plan and train_model, saving the model and reading
+it back for scoring). With the TensorFlow kernel one untimed iteration first compiles XLA's kernels
+for the day's shapes, so neither mode is charged for it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +55,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--days", type=int, default=6, help="days after day 0 (default 6)")
     parser.add_argument("--datasets", default="movielens,generated,large",
-                        help="comma-separated: movielens, generated, large")
+                        help="comma-separated: movielens, generated, large, xlarge")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -76,6 +84,9 @@ def main() -> None:
     if "large" in wanted:
         datasets.append(("large generated (20,000 users, 4,000 items, 1M draws, seed 7)",
                          generate_interactions(n_users=20_000, n_items=4_000, n_interactions=1_000_000, seed=7)))
+    if "xlarge" in wanted:
+        datasets.append(("xlarge generated (100,000 users, 20,000 items, 5M draws, seed 7)",
+                         generate_interactions(n_users=100_000, n_items=20_000, n_interactions=5_000_000, seed=7)))
     print("command: python scripts/bench_warm_start.py" + f" --days {args.days} --datasets {args.datasets}"
           + "".join(f" --set {o}" for o in args.overrides))
     store = Path(tempfile.mkdtemp(prefix="bench-warm-start-"))
@@ -116,6 +127,7 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str], store: P
                             "items": prepared.n_items, "test pairs": test.count()})
             compile_for_shapes(spark, upto, configs[mode])
             result = day_result(spark, prepared, configs[mode], test, previous[mode], store / mode, day)
+            result["prepare s"] = prepared.stats["bench prepare s"]
             prepared.interactions.unpersist()
             previous[mode] = result
             if day == 0:
@@ -131,7 +143,7 @@ def run_days(spark, raw: pd.DataFrame, days: int, overrides: list[str], store: P
 
 
 RUNS = "_runs"
-COLUMNS = ("iterations", "fit s", "reconcile s", "train s", "stage s", "ndcg@10", "churn")
+COLUMNS = ("iterations", "fit s", "reconcile s", "train s", "stage s", "prepare s", "ndcg@10", "churn")
 
 
 def hold_out(spark, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -158,13 +170,17 @@ def known_test(spark, prepared, held: pd.DataFrame):
 
 
 def prepare_day(spark, upto: pd.DataFrame):
-    """The day's input prepared as the nightly run's prepare stage leaves it: interactions persisted,
-    not yet materialised (the train stage's collection is their first job)."""
+    """The day's input prepared as the nightly run's prepare stage leaves it (app/steps.read_and_prepare):
+    interactions persisted and materialised; its seconds in stats["bench prepare s"]."""
     from recsys_spark.config import PrepareConfig
     from recsys_spark.data.prepare import prepare
 
-    prepared = prepare(spark.createDataFrame(upto[["user_id", "item_id", "weight", "ts"]]), PrepareConfig())
+    frame = spark.createDataFrame(upto[["user_id", "item_id", "weight", "ts"]])
+    started = time.perf_counter()
+    prepared = prepare(frame, PrepareConfig())
     prepared.interactions = prepared.interactions.persist()
+    prepared.interactions.count()
+    prepared.stats["bench prepare s"] = round(time.perf_counter() - started, 2)
     return prepared
 
 
@@ -190,7 +206,6 @@ def day_result(spark, prepared, cfg, test, previous: dict | None, output: Path, 
     `recsys-spark run` does. "stage s" is the nightly run's train stage (app/nightly.py): the warm-start
     plan and train_model (app/steps.train), saving the model and reading it back for scoring."""
     import datetime as dt
-    import time
 
     from recsys_spark.app.steps import train
     from recsys_spark.evaluation.metrics import ranking_metrics
@@ -232,7 +247,8 @@ def summary(table: pd.DataFrame) -> str:
     parts = [f"days 1..{int(table.day.max())}: NDCG@10 cold {later['cold ndcg@10'].mean():.4f}, warm "
              f"{later['warm ndcg@10'].mean():.4f} (warm - cold {ndcg.mean():+.4f}, worst day {ndcg.min():+.4f})",
              f"iterations cold {later['cold iterations'].mean():.1f}, warm {later['warm iterations'].mean():.1f}"]
-    for column, name in (("fit s", "fit"), ("train s", "train_model"), ("stage s", "train stage")):
+    for column, name in (("fit s", "fit"), ("train s", "train_model"), ("stage s", "train stage"),
+                         ("prepare s", "prepare")):
         cold, warm = later[f"cold {column}"], later[f"warm {column}"]
         parts.append(f"{name} seconds cold {cold.sum():.1f}, warm {warm.sum():.1f} (warm/cold {warm.sum() / cold.sum():.2f},"
                      f" median of days {(warm / cold).median():.2f})")
