@@ -251,3 +251,160 @@ def test_warm_start_on_needs_a_trainer_that_has_it():
     # YAML 1.1 reads off and on as booleans; the key takes them as the words they were.
     assert [load_config(None, [f"model.warm_start={v}"]).model.warm_start for v in ("off", "on", "auto")] == [
         "off", "on", "auto"]
+
+
+def _spark_jobs(spark, group):
+    """Ids of the Spark jobs run so far in job group `group` or in none (a pool thread's jobs have none)."""
+    tracker = spark.sparkContext.statusTracker()
+    return set(tracker.getJobIdsForGroup(None)) | set(tracker.getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize("id_type", ["string", "bigint"])
+def test_a_saved_model_is_read_on_the_driver_without_spark_as_its_tables_hold_it(spark, tmp_path, monkeypatch, id_type):
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.warm_start import EarlierModel
+    from recsys_spark.storage import fs, stores
+
+    rng = np.random.default_rng(5)
+    user_ids = rng.permutation(500)[:300] + 1000  # index order is not id order
+    item_ids = rng.permutation(90)[:70]
+    users = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(300, dtype=np.int32),
+                                                "user_id": user_ids if id_type == "bigint" else user_ids.astype(str)}),
+                                  f"user_index int, user_id {id_type}").repartition(3)  # several Parquet files
+    items = spark.createDataFrame(pd.DataFrame({"item_index": np.arange(70, dtype=np.int32),
+                                                "item_id": item_ids if id_type == "bigint" else item_ids.astype(str)}),
+                                  f"item_index int, item_id {id_type}")
+    x, y = rng.normal(size=(300, 6)).astype(np.float32), rng.normal(size=(70, 6)).astype(np.float32)
+    model = FactorModel.from_numpy(x, y, users, items, {"kind": "wals", "latent_dim": 6})
+    stores.save_model(model, str(tmp_path / "model"))
+
+    group = "read-saved-model"
+    spark.sparkContext.setJobGroup(group, "the warm start's read of a saved model")
+    try:
+        before = _spark_jobs(spark, group)
+        saved = stores.earlier_model(spark, str(tmp_path / "model"))
+        got_users, got_items = saved.rows(6)
+        assert _spark_jobs(spark, group) == before, "reading a model on local disk ran a Spark job"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert saved.kind == "wals" and saved.info.latent_dim == 6
+    want_users, want_items = EarlierModel.of(model).rows(6)  # the tables in memory, collected by Spark
+    monkeypatch.setattr(fs, "local_path", lambda spark, path: None)  # HDFS, object stores: read by Spark
+    remote_users, remote_items = stores.earlier_model(spark, str(tmp_path / "model")).rows(6)
+    for got, want, remote, ids, rows in ((got_users, want_users, remote_users, user_ids, x),
+                                         (got_items, want_items, remote_items, item_ids, y)):
+        reference = {str(i): row for i, row in zip(ids, rows)}  # the matrices the model was built from
+        for side in (got, want, remote):
+            assert side.ids.dtype.kind == ("i" if id_type == "bigint" else "O")
+            assert sorted(map(str, side.ids)) == sorted(reference)
+            np.testing.assert_array_equal(side.rows, np.stack([reference[str(i)] for i in side.ids]))
+    with pytest.raises(ValueError, match="not all of width 8"):
+        saved.rows(8)
+
+
+def test_warm_start_from_the_saved_model_gives_the_factors_of_the_start_in_memory(spark, tmp_path):
+    from recsys_spark.config import ModelConfig, TrainConfig, WalsConfig
+    from recsys_spark.data.sample_data import generate_interactions
+    from recsys_spark.models import wals
+    from recsys_spark.models.warm_start import id_maps
+    from recsys_spark.storage import stores
+    from tests.prepared_frames import prepared_from_pandas
+
+    frame = generate_interactions(60, 40, 900, seed=6)
+    users, items = sorted(frame.user_id.unique()), sorted(frame.item_id.unique())
+    earlier = frame[~frame.user_id.isin(users[:6]) & ~frame.item_id.isin(items[:3])]
+    later = frame[~frame.user_id.isin(users[-5:]) & ~frame.item_id.isin(items[-4:])]
+    cfg = ModelConfig(kind="wals", rank=4, seed=3, wals=WalsConfig(iterations=2, tolerance=0.0))
+    old = wals.train(prepared_from_pandas(spark, earlier), cfg, TrainConfig())
+    stores.save_model(old, str(tmp_path / "model"))
+    prepared = prepared_from_pandas(spark, later)
+    from_memory = wals.train(prepared, cfg, TrainConfig(), initial=old)
+    from_disk = wals.train(prepared, cfg, TrainConfig(), initial=stores.earlier_model(spark, str(tmp_path / "model")))
+    assert from_disk.metadata["warm_start"]["users"] == from_memory.metadata["warm_start"]["users"]
+    assert from_disk.metadata["warm_start"]["items"] == from_memory.metadata["warm_start"]["items"]
+    assert from_disk.metadata["warm_start"]["users"]["dropped"] == len(set(earlier.user_id) - set(later.user_id)) >= 5
+    for table in ("user_factors", "item_factors"):
+        got = getattr(from_disk, table).toPandas().sort_values(table[:4] + "_index")
+        want = getattr(from_memory, table).toPandas().sort_values(table[:4] + "_index")
+        np.testing.assert_array_equal(np.stack(got.factors), np.stack(want.factors))
+
+    # today's id maps come by index; a map with a gap is refused
+    user_map, item_map = id_maps(prepared.user_ids, prepared.item_ids)
+    assert list(user_map) == sorted(later.user_id.unique()) and list(item_map) == sorted(later.item_id.unique())
+    with pytest.raises(ValueError, match="user id map is not dense"):
+        id_maps(prepared.user_ids.filter("user_index != 1"), prepared.item_ids)
+
+
+@pytest.mark.parametrize("id_type", ["string", "bigint"])
+def test_a_driver_model_is_saved_from_the_driver_as_spark_would_save_it(spark, tmp_path, id_type):
+    # The train stage's fixed costs, cold and warm alike: WALS on the driver hands its ids to the
+    # model, whose tables go to Spark without a join and to disk without a Spark job.
+    from recsys_spark.models.factor_model import FactorModel
+    from recsys_spark.models.warm_start import id_maps
+    from recsys_spark.storage import stores
+
+    rng = np.random.default_rng(8)
+    ids = rng.permutation(400)[:250] + 7
+    users = spark.createDataFrame(pd.DataFrame({"user_index": np.arange(250, dtype=np.int32),
+                                                "user_id": ids if id_type == "bigint" else ids.astype(str)}),
+                                  f"user_index int, user_id {id_type}")
+    items = spark.createDataFrame(pd.DataFrame({"item_index": np.arange(40, dtype=np.int32),
+                                                "item_id": np.arange(40) * 3 if id_type == "bigint"
+                                                else [f"i{k}" for k in range(40)]}), f"item_index int, item_id {id_type}")
+    x, y = rng.normal(size=(250, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
+    joined = FactorModel.from_numpy(x, y, users, items, {"kind": "wals"})
+    driver = FactorModel.from_numpy(x, y, users, items, {"kind": "wals"}, ids=id_maps(users, items))
+    assert joined.driver is None and driver.driver is not None
+    stores.save_model(joined, str(tmp_path / "by-spark"))
+    group = "save-driver-model"
+    spark.sparkContext.setJobGroup(group, "a driver model's save")
+    try:
+        before = _spark_jobs(spark, group)
+        stores.save_model(driver, str(tmp_path / "by-driver"))
+        stores.save_model(driver, str(tmp_path / "by-driver"))  # replaces what was there
+        assert _spark_jobs(spark, group) == before, "saving a driver model on local disk ran a Spark job"
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    want, got = stores.load_model(spark, str(tmp_path / "by-spark")), stores.load_model(spark, str(tmp_path / "by-driver"))
+    assert {**got.metadata, "created_at": None} == {**want.metadata, "created_at": None}
+    for table, index in (("user_factors", "user_index"), ("item_factors", "item_index")):
+        assert [f.dataType for f in getattr(got, table).schema] == [f.dataType for f in getattr(want, table).schema]
+        for frame in (getattr(driver, table), getattr(got, table)):  # in memory and read back
+            have = frame.toPandas().sort_values(index).reset_index(drop=True)
+            expected = getattr(want, table).toPandas().sort_values(index).reset_index(drop=True)
+            assert have[index].tolist() == expected[index].tolist() and have.iloc[:, 1].tolist() == expected.iloc[:, 1].tolist()
+            np.testing.assert_array_equal(np.stack(have.factors), np.stack(expected.factors))
+
+
+def test_the_prepare_stage_leaves_its_interactions_materialised(spark, tmp_path):
+    # The nightly run's train stage then collects them from the cache instead of paying prepare's joins.
+    from recsys_spark.app.steps import read_and_prepare
+    from recsys_spark.config import load_config
+    from recsys_spark.data.sample_data import generate_interactions
+
+    generate_interactions(n_users=40, n_items=15, n_interactions=300, seed=2).to_csv(tmp_path / "in.csv", index=False)
+    prepared, _ = read_and_prepare(spark, load_config(None, []), str(tmp_path / "in.csv"))
+    cached = spark._jsparkSession.sharedState().cacheManager().lookupCachedData(prepared.interactions._jdf)
+    assert cached.isDefined() and cached.get().cachedRepresentation().cacheBuilder().isCachedColumnBuffersLoaded()
+    prepared.interactions.unpersist()
+
+
+def test_an_id_map_is_read_in_one_spark_job(spark):
+    # prepare's id maps carry their partition offsets in the plan: reading one (today's maps beside the
+    # interactions' collection, the factor tables' ids) is one job, not a broadcast job and then one.
+    from recsys_spark.config import PrepareConfig
+    from recsys_spark.data.prepare import prepare
+    from recsys_spark.data.sample_data import generate_interactions
+
+    frame = generate_interactions(n_users=300, n_items=60, n_interactions=3000, seed=5)
+    prepared = prepare(spark.createDataFrame(frame).repartition(3), PrepareConfig())
+    group = "read-id-map"
+    spark.sparkContext.setJobGroup(group, "an id map's read")
+    try:
+        before = _spark_jobs(spark, group)
+        users = prepared.user_ids.toArrow().to_pandas().sort_values("user_index")
+        assert len(_spark_jobs(spark, group) - before) == 1
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert users.user_index.tolist() == list(range(prepared.n_users))
+    assert users.user_id.tolist() == sorted(frame.user_id.unique())

@@ -150,6 +150,9 @@ def read_and_prepare(spark: SparkSession, cfg: Config, source: str | None) -> tu
     wellformed, malformed = split_malformed(raw)
     prepared = prepare(wellformed, cfg.prepare, cfg.input.id_type)
     prepared.interactions = prepared.interactions.persist()
+    # Materialised here, so the indexing joins are the prepare stage's seconds (as when `recsys-spark
+    # prepare` writes them), not those of the first stage that reads them (train's collection).
+    prepared.interactions.count()
     prepared.stats["input"] = {"source": source or cfg.input.path, **profile, "skipped_files": skipped_files}
     return prepared, quarantine_rows(malformed, prepared)
 

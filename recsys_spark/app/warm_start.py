@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from recsys_spark.config import WARM_START_KINDS, Config
 from recsys_spark.models.warm_start import WarmStart, unusable_reason
 from recsys_spark.storage.layout import DateLayout
-from recsys_spark.storage.stores import earlier_published_model, load_model
+from recsys_spark.storage.stores import earlier_model, earlier_published_model
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def warm_start_plan(spark: SparkSession, cfg: Config, layout: DateLayout) -> War
     found = earlier_published_model(spark, layout.root, layout.run_date)
     if found is None:
         return _cold(mode, f"no model published before {layout.run_date}")
-    model = load_model(spark, found["path"])
+    model = earlier_model(spark, found["path"])  # its metadata; the trainer reads its rows or tables
     source = {**found, "kind": model.kind, "latent_dim": model.info.latent_dim,
               "created_at": model.metadata.get("created_at")}
     reason = unusable_reason(model.metadata, kind, rank)

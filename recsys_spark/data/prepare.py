@@ -147,23 +147,23 @@ def filter_min_interactions(df: DataFrame, min_user: int, min_item: int) -> Data
 def dense_index(ids: DataFrame, id_col: str, index_col: str) -> tuple[DataFrame, int]:
     """Map each distinct id to 0..n-1 in id order, without moving the ids to one partition.
 
-    Returns the map (index_col int, id_col) and the number of ids.
+    Returns the map (index_col int, id_col) and the number of ids. A row's index is its partition's
+    offset plus its place in the partition; the offsets are a literal array in the plan (not a joined
+    table, whose broadcast would cost every reader of the map a Spark job of its own).
     """
     ordered = (ids.select(id_col).distinct().orderBy(id_col)
                .withColumn("_part", F.spark_partition_id())
                .withColumn("_mid", F.monotonically_increasing_id())
                .persist())
-    sizes = sorted((r["_part"], r["count"]) for r in ordered.groupBy("_part").count().collect())
-    total = sum(count for _, count in sizes)
+    sizes = dict((r["_part"], r["count"]) for r in ordered.groupBy("_part").count().collect())
+    total = sum(sizes.values())
     if total > MAX_INDEX:
         raise PrepareError(f"{total} distinct values of {id_col} exceed the int32 index limit of {MAX_INDEX}")
-    offsets, running = [], 0
-    for part, count in sizes:
-        offsets.append((part, running))
-        running += count
-    offset_df = ids.sparkSession.createDataFrame(offsets or [(0, 0)], "_part int, _offset long")
-    index = (F.col("_offset") + F.col("_mid") - F.shiftleft(F.col("_part").cast("long"), 33)).cast(T.IntegerType())
-    return ordered.join(F.broadcast(offset_df), "_part").select(index.alias(index_col), id_col), total
+    starts = np.concatenate([[0], np.cumsum([sizes.get(part, 0) for part in range(max(sizes, default=0) + 1)])])
+    offsets = F.array(*(F.lit(int(start)).cast(T.LongType()) for start in starts[:-1]))
+    offset = F.element_at(offsets, F.col("_part") + 1)  # every partition with rows has its entry
+    index = (offset + F.col("_mid") - F.shiftleft(F.col("_part").cast("long"), 33)).cast(T.IntegerType())
+    return ordered.select(index.alias(index_col), id_col), total
 
 
 def item_popularity(prepared: PreparedData):

@@ -89,11 +89,28 @@ def model_metadata(kind: str, latent_dim: int, width: int, seed: int | None, par
 ITEM_ITEM = "item_item"  # metadata "scorer" of models whose users are their history rows
 
 
+@dataclass(frozen=True)
+class DriverFactors:
+    """A driver-trained model's factors as the trainer holds them: row i of `user_matrix` is user_index
+    i, whose external id is user_ids[i] (items alike). storage/stores.save_model writes them from the
+    driver (no Spark job) where it can; `tables()` are the two factor tables as Arrow."""
+    user_ids: np.ndarray
+    user_matrix: np.ndarray
+    item_ids: np.ndarray
+    item_matrix: np.ndarray
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        """(user_factors, item_factors) as Arrow: (index int32, id, factors list<float>), in index order."""
+        return (factor_table(self.user_matrix, USER_INDEX, self.user_ids, USER_ID),
+                factor_table(self.item_matrix, ITEM_INDEX, self.item_ids, ITEM_ID))
+
+
 @dataclass
 class FactorModel:
     user_factors: DataFrame
     item_factors: DataFrame
     metadata: dict = field(default_factory=dict)
+    driver: DriverFactors | None = None  # the same factors on the driver, when a driver trainer built them
 
     @property
     def kind(self) -> str:
@@ -143,11 +160,14 @@ class FactorModel:
         user_ids: DataFrame,
         item_ids: DataFrame,
         metadata: dict,
+        ids: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> "FactorModel":
         """Build a model from driver-side factor matrices (row i = index i).
 
         `user_ids` / `item_ids` are the id maps (user_index, user_id) / (item_index, item_id);
         `metadata` is normally model_metadata(...); a "width" or "rank" it lacks is taken from the matrices.
+        `ids`: the maps' (user ids, item ids) by index when the trainer collected them: the tables are then
+        sent with their ids (no join with the maps) and the model keeps `driver` for a write without Spark.
         """
         width = int(item_matrix.shape[1])
         if user_matrix.shape[1] != width or int(metadata.get("width", width)) != width:
@@ -158,6 +178,10 @@ class FactorModel:
         meta.setdefault("width", width)
         meta.setdefault("rank", meta["width"])
         meta.setdefault("created_at", dt.datetime.now(dt.timezone.utc).isoformat())
+        if ids is not None:
+            driver = DriverFactors(ids[0], user_matrix, ids[1], item_matrix)
+            users, items = (_table_frame(spark, table, maps) for table, maps in zip(driver.tables(), (user_ids, item_ids)))
+            return cls(user_factors=users, item_factors=items, metadata=meta, driver=driver)
         users = _factor_frame(spark, user_matrix, USER_INDEX).join(user_ids, USER_INDEX)
         items = _factor_frame(spark, item_matrix, ITEM_INDEX).join(item_ids, ITEM_INDEX)
         return cls(
@@ -180,15 +204,17 @@ class FactorModel:
         return cls(users, items.select(ITEM_INDEX, ITEM_ID, FACTORS), meta)
 
 
-FRAME_VALUES = 1 << 26  # factor values per Arrow batch of _factor_frame (its list offsets are int32)
+FRAME_VALUES = 1 << 26  # factor values per Arrow batch of factor_table (its list offsets are int32)
 
 
-def _factor_frame(spark: SparkSession, matrix: np.ndarray, index_col: str) -> DataFrame:
-    """(index_col int, factors array<float>) with row i of `matrix` at index i, sent to Spark as Arrow
-    batches of list<float> built on the matrix's memory (no per-row objects)."""
+def factor_table(matrix: np.ndarray, index_col: str, ids: np.ndarray | None = None, id_col: str | None = None) -> pa.Table:
+    """(index_col int32, [id_col,] factors list<float>) with row i of `matrix` at index i (and ids[i]), as
+    Arrow batches of list<float> built on the matrix's memory (no per-row objects)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     n_rows, width = matrix.shape
-    schema = pa.schema([(index_col, pa.int32()), (FACTORS, pa.list_(pa.float32()))])
+    id_array = None if ids is None else pa.array(ids)
+    fields = [(index_col, pa.int32())] + ([] if ids is None else [(id_col, id_array.type)])
+    schema = pa.schema(fields + [(FACTORS, pa.list_(pa.float32()))])
     step = max(1, FRAME_VALUES // max(width, 1))
     batches = []
     for start in range(0, n_rows, step):
@@ -197,9 +223,21 @@ def _factor_frame(spark: SparkSession, matrix: np.ndarray, index_col: str) -> Da
                            else np.zeros(len(block) + 1, np.int32))
         lists = pa.ListArray.from_arrays(offsets, pa.array(block.reshape(-1)))
         index = pa.array(np.arange(start, start + len(block), dtype=np.int32))
-        batches.append(pa.RecordBatch.from_arrays([index, lists], schema=schema))
-    return spark.createDataFrame(pa.Table.from_batches(batches, schema=schema),
-                                 schema=f"{index_col} int, {FACTORS} array<float>")
+        columns = [index] + ([] if id_array is None else [id_array.slice(start, len(block))]) + [lists]
+        batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _factor_frame(spark: SparkSession, matrix: np.ndarray, index_col: str) -> DataFrame:
+    """(index_col int, factors array<float>) with row i of `matrix` at index i, sent to Spark as Arrow."""
+    return spark.createDataFrame(factor_table(matrix, index_col), schema=f"{index_col} int, {FACTORS} array<float>")
+
+
+def _table_frame(spark: SparkSession, table: pa.Table, id_map: DataFrame) -> DataFrame:
+    """A factor_table with ids sent to Spark, its id column of the id map's type."""
+    index_col, id_col, _ = table.column_names
+    id_type = id_map.schema[id_col].dataType.simpleString()
+    return spark.createDataFrame(table, schema=f"{index_col} int, {id_col} {id_type}, {FACTORS} array<float>")
 
 
 def factor_rows(lists: pa.ChunkedArray, width: int, name: str) -> np.ndarray:

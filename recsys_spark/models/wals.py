@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -24,15 +24,16 @@ from recsys_spark.kernels.confidence import auto_confidence, auto_unobserved_wei
 from recsys_spark.kernels.wals_blocks import initial_rows
 from recsys_spark.models.driver_data import Interactions, collect_interactions
 from recsys_spark.models.factor_model import FactorModel, model_metadata
-from recsys_spark.models.warm_start import aligned_factors
+from recsys_spark.models.warm_start import EarlierModel, aligned_rows, as_earlier, id_maps
 
 log = logging.getLogger(__name__)
 
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig,
-          item_features=None, initial: FactorModel | None = None) -> FactorModel:
-    """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start);
-    metadata records params, loss and seconds per iteration (and the warm start's id counts).
+          item_features=None, initial: FactorModel | EarlierModel | None = None) -> FactorModel:
+    """Fit WALS on the prepared interactions, from `initial`'s factors when given (a warm start: a
+    model in memory or the EarlierModel app/warm_start.py found on disk); metadata records params, loss
+    and seconds per iteration (and the warm start's id counts).
 
     model.wals.engine picks where it runs (choose_engine): here on the driver, or on the executors
     (models/wals_spark.py); the metadata's "engine" says which."""
@@ -42,17 +43,20 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
         from recsys_spark.models import wals_spark
 
         return wals_spark.train(prepared, model_cfg, train_cfg, item_features, initial=initial)
-    with ThreadPoolExecutor(1) as pool:  # the warm start's small Spark job runs beside the collection's
-        warm = None if initial is None else pool.submit(warm_factors, initial, prepared, model_cfg)
+    with ThreadPoolExecutor(1) as pool:  # beside the interactions' collection: today's id maps, then a warm start's rows
+        ids = pool.submit(id_maps, prepared.user_ids, prepared.item_ids)
+        warm = None if initial is None else pool.submit(warm_factors, initial, ids, prepared, model_cfg)
         data = collect_interactions(prepared.interactions, prepared.n_users, prepared.n_items,
                                     train_cfg.driver_max_bytes, bytes_per_interaction(model_cfg.rank, kernel),
                                     rows=prepared.stats.get("interactions"))
+        ids = ids.result()
         start, counts = (None, None) if warm is None else warm.result()
     user_factors, item_factors, metadata = fit_interactions(data, model_cfg.wals, model_cfg.rank, model_cfg.seed, start,
                                                             kernel)
     if counts is not None:
         metadata["warm_start"] = counts
-    return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata)
+    # with the ids: the factor tables go to Spark without a join, and save_model writes them from the driver
+    return FactorModel.from_numpy(user_factors, item_factors, prepared.user_ids, prepared.item_ids, metadata, ids=ids)
 
 
 def choose_engine(engine: str, prepared: PreparedData, rank: int, driver_max_bytes: int,
@@ -89,13 +93,17 @@ def bytes_per_interaction(rank: int, kernel: str = "numpy") -> int:
     return BYTES_PER_INTERACTION if kernel == "numpy" else 128 + 12 * rank
 
 
-def warm_factors(initial: FactorModel, prepared: PreparedData, model_cfg: ModelConfig):
-    """(user rows, item rows) for the prepared indexes from `initial`, new ids seeded as a cold start
-    seeds them, and the kept/new/dropped counts with the seconds it took (models/warm_start.py)."""
-    started = time.perf_counter()
+def warm_factors(initial: FactorModel | EarlierModel, ids: Future, prepared: PreparedData, model_cfg: ModelConfig):
+    """(user rows, item rows) for today's ids (`ids`: id_maps' result) from `initial`, new ids seeded as
+    a cold start seeds them, and the kept/new/dropped counts with the seconds the warm start added (the
+    earlier rows as `initial` gives them on the driver, from its Parquet when saved, and their
+    reconciliation: models/warm_start.py)."""
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
+    today = ids.result()
+    started = time.perf_counter()
+    earlier = as_earlier(initial).rows(rank)
     fill_users, fill_items = cold_start(prepared.n_users, prepared.n_items, rank, cfg.init_stddev, seed)
-    users, items, counts = aligned_factors(initial, prepared.user_ids, prepared.item_ids, fill_users, fill_items)
+    users, items, counts = aligned_rows(earlier, today, fill_users, fill_items)
     counts["seconds"] = round(time.perf_counter() - started, 3)
     return (users, items), counts
 

@@ -43,6 +43,7 @@ from recsys_spark.models import spark_weights
 from recsys_spark.models.factor_model import FactorModel, model_metadata
 from recsys_spark.models.wals import resolve_parameters
 from recsys_spark.models.wals_spark_blocks import _BLOCK, _COUNT, _I, _IDX, _U, _W, Side, build_sides
+from recsys_spark.models.warm_start import EarlierModel, as_earlier
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ class Summary:
 
 
 def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig, item_features=None,
-          initial: FactorModel | None = None) -> FactorModel:
-    """Fit WALS on the executors, from `initial`'s factors (matched by id) when given; the metadata is
+          initial: FactorModel | EarlierModel | None = None) -> FactorModel:
+    """Fit WALS on the executors, from `initial`'s factor tables (matched by id) when given; the metadata is
     driver WALS's (kind wals, params, history, foldin, iterations_run) with engine "spark"."""
     cfg, rank, seed = model_cfg.wals, model_cfg.rank, model_cfg.seed
     spark = prepared.interactions.sparkSession
@@ -83,6 +84,7 @@ def train(prepared: PreparedData, model_cfg: ModelConfig, train_cfg: TrainConfig
         x_rows = initial_factors(users.assign, rank, cfg.init_stddev, seed, 1)
         y_rows = initial_factors(items.assign, rank, cfg.init_stddev, seed, 2)
     else:
+        initial = as_earlier(initial).tables()
         x_rows, user_counts = warm_factors(users.assign, initial.user_factors, prepared.user_ids, USER_INDEX,
                                            USER_ID, rank, cfg.init_stddev, seed, 1)
         y_rows, item_counts = warm_factors(items.assign, initial.item_factors, prepared.item_ids, ITEM_INDEX,

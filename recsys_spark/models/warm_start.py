@@ -1,25 +1,78 @@
 """Warm start: an earlier model's factor rows carried over to today's indexes, matched by external id.
 
 Kept users and items keep their rows, new ones get the rows a cold start would give them (`fill`),
-gone ones are dropped. `reconcile_rows` is the pure numpy part; `aligned_factors` collects both
-models' id maps to the driver (one row per user and per item: what the driver-side trainers hold
-anyway) and applies it to users and items.
+gone ones are dropped. `reconcile_rows` is the pure numpy part. The driver's trainer takes the
+earlier model's ids and rows as arrays (`EarlierModel.rows`: storage/stores.py reads them from the
+saved model's Parquet on the driver, no Spark job) and today's id maps (`id_maps`, two small
+collections run beside the interactions'), and `aligned_rows` applies it to users and items; the
+executor engine joins the earlier model's tables instead (`EarlierModel.tables`, models/wals_spark.py).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from recsys_spark.data.schema import FACTORS, ITEM_ID, ITEM_INDEX, USER_ID, USER_INDEX
 from recsys_spark.models.factor_model import FactorModel, ModelInfo, factor_rows
+
+
+@dataclass(frozen=True)
+class IdRows:
+    """Factor rows on the driver with the external id of each: rows[r] belongs to ids[r]."""
+    ids: np.ndarray
+    rows: np.ndarray  # float32 (len(ids), width)
+
+
+@dataclass(frozen=True)
+class EarlierModel:
+    """The model a warm start begins from, read only as far as the trainer needs it.
+
+    metadata: the model's metadata (what decides whether it can be used).
+    tables(): the model's factor tables in Spark (the executor engine joins them by id).
+    rows(width): its (users, items) IdRows on the driver; a ValueError when a row is not of `width`.
+    storage/stores.earlier_model gives one for a saved model (rows() read from its Parquet on the
+    driver, tables() only when called); `of` wraps a model in memory (rows() collect its tables).
+    """
+    metadata: dict
+    tables: Callable[[], FactorModel]
+    rows: Callable[[int], tuple[IdRows, IdRows]]
+
+    @property
+    def kind(self) -> str:
+        return self.metadata.get("kind", "unknown")
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo.from_metadata(self.metadata)
+
+    @classmethod
+    def of(cls, model: FactorModel) -> "EarlierModel":
+        """A model in memory: tables() is it, rows() collects its id and factor columns (two Spark jobs)."""
+        def rows(width: int) -> tuple[IdRows, IdRows]:
+            plans = [model.user_factors.select(USER_ID, FACTORS), model.item_factors.select(ITEM_ID, FACTORS)]
+            with ThreadPoolExecutor(2) as pool:
+                users, items = pool.map(lambda plan: plan.toArrow(), plans)
+            return id_rows(users, USER_ID, width, "user"), id_rows(items, ITEM_ID, width, "item")
+
+        return cls(model.metadata, lambda: model, rows)
+
+
+def as_earlier(initial: "FactorModel | EarlierModel") -> EarlierModel:
+    """A trainer's `initial` as an EarlierModel (a FactorModel is wrapped with EarlierModel.of)."""
+    return initial if isinstance(initial, EarlierModel) else EarlierModel.of(initial)
+
+
+def id_rows(table: pa.Table, id_col: str, width: int, name: str) -> IdRows:
+    """IdRows from an Arrow table of (id_col, factors list<float>): numbers stay numbers, text becomes
+    objects; a ValueError naming `name` when a row is missing or not of `width`."""
+    return IdRows(table.column(id_col).to_numpy(), factor_rows(table.column(FACTORS), width, f"earlier model's {name}"))
 
 
 @dataclass
@@ -27,7 +80,7 @@ class WarmStart:
     """What the nightly run decided: start from `model` (made by the run `source` describes: run_date,
     run_id, kind, path), or cold with the `reason`. Recorded as the model metadata's "warm_start"."""
     mode: str
-    model: FactorModel | None = None
+    model: EarlierModel | None = None
     source: dict | None = None
     reason: str | None = None
 
@@ -68,37 +121,40 @@ def unusable_reason(metadata: dict, kind: str, latent_dim: int) -> str | None:
     return None
 
 
-def aligned_factors(model: FactorModel, user_ids: DataFrame, item_ids: DataFrame, fill_users: np.ndarray,
-                    fill_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(user rows, item rows, counts) for today's id maps (index, id) from `model`'s factors;
-    counts: {"users": {"kept", "new", "dropped"}, "items": {...}} for the model metadata.
-
-    The four id lists (today's maps, the model's factor rows) come to the driver as four Arrow
-    collections of their own plans: a union of the four cost several times their sum (measured: 1.8 s
-    against 4 x 0.1 s at 20k users, 4k items), its plan analysis alone 0.6 s.
-    """
-    sides = (("users", USER_INDEX, USER_ID, user_ids, model.user_factors, fill_users),
-             ("items", ITEM_INDEX, ITEM_ID, item_ids, model.item_factors, fill_items))
-    id_types = {frame.schema[id_col].dataType for _, _, id_col, ids, factors, _ in sides for frame in (ids, factors)}
-    id_type = id_types.pop() if len(id_types) == 1 else T.StringType()  # mixed: compared as text, as reconcile_rows
-    plans = []
-    for _, index_col, id_col, ids, factors, _ in sides:
-        plans.append(ids.select(F.col(index_col).cast("int").alias("_index"), F.col(id_col).cast(id_type).alias("_id")))
-        plans.append(factors.select(F.col(id_col).cast(id_type).alias("_id"),
-                                    F.col(FACTORS).cast(T.ArrayType(T.FloatType())).alias("_factors")))
-    with ThreadPoolExecutor(len(plans)) as pool:  # four small jobs: their latencies overlap
+def id_maps(user_ids: DataFrame, item_ids: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Today's (user ids, item ids) on the driver, entry r the id of index r: two small Arrow
+    collections run as concurrent jobs (their union cost several times their sum when measured);
+    a ValueError when a map is not dense over 0..n-1."""
+    plans = [user_ids.select(USER_INDEX, USER_ID), item_ids.select(ITEM_INDEX, ITEM_ID)]
+    with ThreadPoolExecutor(2) as pool:
         tables = list(pool.map(lambda plan: plan.toArrow(), plans))
+    maps = []
+    for name, (index_col, id_col), table in zip(("user", "item"), ((USER_INDEX, USER_ID), (ITEM_INDEX, ITEM_ID)), tables):
+        index = table.column(index_col).to_numpy()
+        order = np.argsort(index, kind="stable")
+        if not np.array_equal(index[order], np.arange(len(index))):
+            raise ValueError(f"the {name} id map is not dense over 0..{len(index) - 1}")
+        maps.append(table.column(id_col).take(pa.array(order)).to_numpy())
+    return maps[0], maps[1]
+
+
+def aligned_rows(earlier: tuple[IdRows, IdRows], today: tuple[np.ndarray, np.ndarray], fill_users: np.ndarray,
+                 fill_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(user rows, item rows, counts) for today's ids (`today`: user ids, item ids by index) from the
+    earlier model's rows, `fill` rows for new ids; counts: {"users": {"kept", "new", "dropped"},
+    "items": {...}} for the model metadata."""
     counts, matrices = {}, []
-    for (name, _, _, _, _, fill), today, earlier in zip(sides, tables[0::2], tables[1::2]):
-        today = today.take(pc.sort_indices(today.column("_index")))
-        if not np.array_equal(today.column("_index").to_numpy(), np.arange(len(fill))):
-            raise ValueError(f"the {name} id map is not dense over 0..{len(fill) - 1}")
-        old_rows = factor_rows(earlier.column("_factors"), fill.shape[1], f"earlier model's {name[:-1]}")
-        rows, kept = reconcile_rows(_ids(earlier), old_rows, _ids(today), fill)
+    for name, old, ids, fill in zip(("users", "items"), earlier, today, (fill_users, fill_items)):
+        if old.rows.shape[1:] != fill.shape[1:]:
+            raise ValueError(f"the earlier model's {name[:-1]} factor rows are not all of width {fill.shape[1]}")
+        rows, kept = reconcile_rows(old.ids, old.rows, ids, fill)
         matrices.append(rows)
-        counts[name] = {"kept": int(kept.sum()), "new": int((~kept).sum()), "dropped": int(earlier.num_rows - kept.sum())}
+        counts[name] = {"kept": int(kept.sum()), "new": int((~kept).sum()), "dropped": int(len(old.ids) - kept.sum())}
     return matrices[0], matrices[1], counts
 
 
-def _ids(table: pa.Table) -> np.ndarray:
-    return table.column("_id").to_numpy()  # numbers as numbers, text as objects
+def aligned_factors(model: "FactorModel | EarlierModel", user_ids: DataFrame, item_ids: DataFrame,
+                    fill_users: np.ndarray, fill_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """aligned_rows for today's id maps (index, id) from `model`'s factors, read at the fills' width."""
+    earlier = as_earlier(model).rows(fill_users.shape[1])
+    return aligned_rows(earlier, id_maps(user_ids, item_ids), fill_users, fill_items)
