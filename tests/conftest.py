@@ -51,6 +51,9 @@ def spark(tmp_path_factory):
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
+            # The C1 JIT alone: test jobs are many and tiny, and C2 spent a third of the JVM's CPU
+            # compiling Spark's planner for them; no effect on what the jobs compute.
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
         },
     ))
     session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))
