@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := data/sample/interactions.csv
 OUTPUT := warehouse
+# make test: pytest-xdist workers, each with its own Spark session (a JVM of up to 3g), a test module
+# whole on one worker (its module fixtures run once); the slowest modules start first (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-slow test-cluster venv java sample bench clean
 
@@ -31,7 +34,7 @@ run: java venv $(SAMPLE)
 	$(VENV)/bin/recsys-spark run --input $(SAMPLE) --output $(OUTPUT)
 
 test: java venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-slow: java venv
 	$(PY) -m pytest -m slow

@@ -16,7 +16,8 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "duckdb>=1.1"],  # duckdb: a real SQL client reads the published tables
+        # duckdb: a real SQL client reads the published tables; pytest-xdist: make test runs two workers
+        "test": ["pytest>=8", "duckdb>=1.1", "pytest-xdist>=3.5"],
         # the reference ALS of scripts/bench_models.py and bench_training.py, and the CSR matrices they give it
         "bench": ["implicit>=0.7", "threadpoolctl>=3", "scipy>=1.10"],
     },

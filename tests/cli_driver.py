@@ -1,21 +1,33 @@
 """Run several `recsys-spark` commands in ONE process (one JVM, one Spark session), as a long-lived
-driver would: `python tests/cli_driver.py '[["run", ...], ["sql", ...]]' [--hold]`.
+driver would: `python tests/cli_driver.py '[["run", ...], ["sql", ...]]'`.
 
-Prints `RC <json list of exit codes>`; with --hold it then prints HOLDING and waits for a line on
-stdin before exiting, so a test can try a second process while this one holds the session.
+Prints `DONE <command> <exit code>` after each command and `RC <json list of exit codes>` at the end.
+Besides an argv list, an entry may be
+- "hold": print HOLDING and wait for a line on stdin, so a test can try a second process while this
+  one holds the session, then go on with the next entry;
+- {"argv": [...], "env": {NAME: VALUE}}: the command runs with these environment variables set, e.g.
+  RECSYS_SPARK_FAULT to SIGKILL the process (and its JVM) at a fault point of its last command.
 """
 
 import json
+import os
 import sys
 
 from recsys_spark.app.cli import main
 
+HOLD = "hold"
+
+
 if __name__ == "__main__":
     codes = []
-    for argv in json.loads(sys.argv[1]):
-        codes.append(main(argv))
-        print(f"DONE {argv[0]} {codes[-1]}", flush=True)
+    for entry in json.loads(sys.argv[1]):
+        if entry == HOLD:
+            print("HOLDING", flush=True)
+            sys.stdin.readline()
+            continue
+        if isinstance(entry, dict):
+            os.environ.update(entry.get("env", {}))
+            entry = entry["argv"]
+        codes.append(main(entry))
+        print(f"DONE {entry[0]} {codes[-1]}", flush=True)
     print("RC " + json.dumps(codes), flush=True)
-    if "--hold" in sys.argv[2:]:
-        print("HOLDING", flush=True)
-        sys.stdin.readline()

@@ -5,14 +5,14 @@ schema drift and name checks.
 The shared test session is not Hive-enabled, so the catalog runs in subprocesses, three JVMs in all:
 
 1. tests/cli_driver.py: run date 1, run date 2; then it holds its session while a second process
-   asks for the metastore (refused at once, before any JVM starts);
-2. `recsys-spark run` of date 3, SIGKILLed after its directories are published and before its
-   catalog step (RECSYS_SPARK_FAULT=published);
-3. tests/cli_driver.py, a fresh session: `sql` (what 1 published; date 3 not in the catalog), `clean`
+   asks for the metastore (refused at once, before any JVM starts); then, released, it runs date 3
+   with RECSYS_SPARK_FAULT=published and is SIGKILLed (driver and JVM) after date 3's directories
+   are published and before its catalog step;
+2. tests/cli_driver.py, a fresh session: `sql` (what 1 published; date 3 not in the catalog), `clean`
    (adds date 3's partitions), `sql`, re-publish date 2 from other input with
    publish.retention_days removing date 1, `sql` again in the same long-lived session (REFRESH
    TABLE), a failed run of date 2 (input missing) and a query of an unknown table (exit 2);
-4. `recsys-spark sql` in a fresh process: what 3 left.
+3. `recsys-spark sql` in a fresh process: what 2 left.
 """
 
 import json
@@ -49,10 +49,10 @@ def _env() -> dict:
     return env
 
 
-def _drive(commands: list, hold: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(DRIVER), json.dumps(commands), *(["--hold"] if hold else [])],
-                            env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _drive(commands: list) -> subprocess.Popen:
+    # A process group of its own: a fault point SIGKILLs the group (driver, JVM, workers), not pytest.
+    return subprocess.Popen([sys.executable, str(DRIVER), json.dumps(commands)], env=_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
@@ -103,7 +103,10 @@ def test_catalog_sees_each_published_run_whole_in_a_fresh_session(inputs):
 
     sql = ["sql", COUNTS, "--output", str(out), *SETTINGS]
 
-    first = _drive([run("a.csv", D1), run("a.csv", D2)], hold=True)
+    # Date 3 runs in the same process once released, and is killed between its directory switch
+    # and its catalog step.
+    killed_run = {"argv": run("a.csv", D3), "env": {"RECSYS_SPARK_FAULT": "published"}}
+    first = _drive([run("a.csv", D1), run("a.csv", D2), "hold", killed_run])
     seen = []
     try:
         for line in first.stdout:
@@ -111,20 +114,16 @@ def test_catalog_sees_each_published_run_whole_in_a_fresh_session(inputs):
             if line.startswith("HOLDING"):
                 break
         assert first.poll() is None, first.stderr.read()
+        assert [line for line in seen if line.startswith("DONE ")] == ["DONE run 0\n", "DONE run 0\n"], seen
+        published = _expected(out, D1, D2)
         busy = _cli("sql", "SELECT 1", "--output", str(out), *SETTINGS)  # fails before starting a JVM
         assert busy.returncode == 5, busy.stderr
         assert busy.stderr.strip().splitlines() == [busy.stderr.strip()]
         assert "another process has the embedded metastore" in busy.stderr and "Traceback" not in busy.stderr
     finally:
         rest, err = first.communicate("\n", timeout=TIMEOUT)
-    assert first.returncode == 0 and "RC [0, 0]\n" in seen, err
-    published = _expected(out, D1, D2)
-
-    killed = subprocess.Popen([sys.executable, "-m", "recsys_spark.app.cli", *run("a.csv", D3)],
-                              env={**_env(), "RECSYS_SPARK_FAULT": "published"}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _, err = killed.communicate(timeout=TIMEOUT)
-    assert killed.returncode == -9, err  # SIGKILLed between the directory switch and the catalog step
+    assert first.returncode == -9, err  # SIGKILLed between the directory switch and the catalog step
+    assert "DONE" not in rest and "RC" not in rest, rest  # date 3 never finished
     killed_date = _expected(out, D3)  # its files are published
 
     unknown = ["sql", "SELECT * FROM recsys.nope", "--output", str(out), *SETTINGS]
