@@ -9,6 +9,7 @@ from recsys_spark.evaluation.metrics import (
     EvaluationError,
     catalog_metrics,
     popularity_ranks,
+    per_user_metric,
     ranking_metrics,
     rating_metrics,
 )
@@ -86,25 +87,29 @@ def test_empty_test_is_an_error(spark, small):
         ranking_metrics(recs, recs, ks=[0])
 
 
-def _reference(recs: dict, test: dict, k: int) -> dict:
-    """Textbook formulas, one user at a time."""
-    sums = dict.fromkeys(("precision", "recall", "ndcg", "map", "hit_rate", "mrr"), 0.0)
+def _reference_per_user(recs: dict, test: dict, k: int) -> dict:
+    """Textbook formulas, one user at a time: metric -> {user: value}."""
+    values = {name: {} for name in ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")}
     for user, relevant in test.items():
         top = recs.get(user, [])[:k]
         hits = [item in relevant for item in top]
-        sums["precision"] += sum(hits) / k
-        sums["recall"] += sum(hits) / len(relevant)
+        values["precision"][user] = sum(hits) / k
+        values["recall"][user] = sum(hits) / len(relevant)
         dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(hits) if hit)
-        sums["ndcg"] += dcg / sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+        values["ndcg"][user] = dcg / sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
         precisions = [sum(hits[:i + 1]) / (i + 1) for i, hit in enumerate(hits) if hit]
-        sums["map"] += sum(precisions) / min(k, len(relevant))
-        sums["hit_rate"] += float(any(hits))
-        sums["mrr"] += 1 / (hits.index(True) + 1) if any(hits) else 0.0
-    return {name: total / len(test) for name, total in sums.items()}
+        values["map"][user] = sum(precisions) / min(k, len(relevant))
+        values["hit_rate"][user] = float(any(hits))
+        values["mrr"][user] = 1 / (hits.index(True) + 1) if any(hits) else 0.0
+    return values
 
 
-def test_ranking_metrics_match_reference_on_random_lists(spark):
-    rng = np.random.default_rng(5)
+def _reference(recs: dict, test: dict, k: int) -> dict:
+    return {name: sum(per_user.values()) / len(test) for name, per_user in _reference_per_user(recs, test, k).items()}
+
+
+def _random_lists(spark, seed=5):
+    rng = np.random.default_rng(seed)
     recs, test, rec_rows, test_rows = {}, {}, [], []
     for u in range(40):
         ranked = [int(i) for i in rng.permutation(30)[: rng.integers(0, 12)]]
@@ -114,9 +119,26 @@ def test_ranking_metrics_match_reference_on_random_lists(spark):
         if u % 7:
             test[u] = relevant
             test_rows += [(u, item, 1.0) for item in relevant]
-    got = _table(ranking_metrics(spark.createDataFrame(rec_rows, "user_id long, rank int, item_id long, score double"),
-                                 spark.createDataFrame(test_rows, "user_id long, item_id long, weight double"),
-                                 ks=[1, 5, 10]))
+    return (recs, test, spark.createDataFrame(rec_rows, "user_id long, rank int, item_id long, score double"),
+            spark.createDataFrame(test_rows, "user_id long, item_id long, weight double"))
+
+
+def test_per_user_metric_matches_reference_per_user(spark):
+    recs, test, rec_frame, test_frame = _random_lists(spark, seed=9)
+    for k in (1, 5, 10):
+        expected = _reference_per_user(recs, test, k)
+        for name in expected:
+            got = {r.user_id: r.value for r in per_user_metric(rec_frame, test_frame, name, k).collect()}
+            assert got.keys() == expected[name].keys(), (name, k)
+            for user, value in expected[name].items():
+                assert got[user] == pytest.approx(value, abs=1e-12), (name, k, user)
+    with pytest.raises(EvaluationError, match="per-user"):
+        per_user_metric(rec_frame, test_frame, "coverage", 5)
+
+
+def test_ranking_metrics_match_reference_on_random_lists(spark):
+    recs, test, rec_frame, test_frame = _random_lists(spark)
+    got = _table(ranking_metrics(rec_frame, test_frame, ks=[1, 5, 10]))
     for k in (1, 5, 10):
         for name, value in _reference(recs, test, k).items():
             assert got[(name, k)] == pytest.approx(value, abs=1e-12), (name, k)

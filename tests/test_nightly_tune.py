@@ -3,14 +3,16 @@ tuning on one date and reusing the winner on the next (re-tuning when it is too 
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_spark.app.cli import main
 from recsys_spark.config import ConfigError, load_config
 from recsys_spark.config.search_space import DEFAULT_SPACES
 from recsys_spark.data.sample_data import generate_interactions
-from recsys_spark.evaluation.halving import rung_plan, successive_halving
-from recsys_spark.evaluation.tune import sample_points, search_points
+from recsys_spark.evaluation.halving import Trial, rung_plan, successive_halving
+from recsys_spark.evaluation.tune import configured_or_best, paired_gain, sample_points, search_points
 from recsys_spark.evaluation.tuned import space_record, stale_reason
 from recsys_spark.kernels.confidence import CONFIDENCE_SCHEMES
 
@@ -113,6 +115,34 @@ FAST = ["--set", "model.kind=wals", "--set", "model.rank=8", "--set", "model.wal
                  "[0.1, 1.0]}", "--quiet"]
 
 
+def test_paired_gain_is_the_mean_and_standard_error_of_per_user_differences():
+    a = pd.Series([0.5, 0.2, 0.9, 0.4], index=[1, 2, 3, 4])
+    b = pd.Series([0.4, 0.3, 0.6, 0.0, 0.7], index=[1, 2, 3, 4, 5])  # user 5 only in b: left out
+    gain, se = paired_gain(a, b)
+    diff = np.array([0.1, -0.1, 0.3, 0.4])
+    assert gain == pytest.approx(diff.mean())
+    assert se == pytest.approx(np.sqrt(((diff - diff.mean()) ** 2).sum() / 3) / 2)
+
+
+def test_the_configured_point_stays_unless_the_winner_beats_it_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    users = np.arange(400)
+    configured = pd.Series(rng.uniform(0, 1, 400), index=users)
+    noisy = configured + rng.normal(0.005, 0.2, 400)  # better on average by far less than its noise
+    clear = configured + rng.normal(0.1, 0.2, 400)
+    trials = [Trial(1, 0, 0, None, configured.mean(), 1.0), Trial(2, 1, 0, None, noisy.mean(), 1.0)]
+    kept = configured_or_best(trials, 1, {1: configured, 2: noisy}, min_gain_se=2.0)
+    gain, se = paired_gain(noisy, configured)
+    assert kept["kept_configured"] and gain < 2 * se and kept["configured_value"] == configured.mean()
+    assert not configured_or_best(trials, 1, {1: configured, 2: clear}, min_gain_se=2.0)["kept_configured"]
+    assert configured_or_best(trials, 1, {1: configured, 2: noisy}, min_gain_se=0.0) == {}  # the best wins
+    assert configured_or_best(trials, 0, {1: configured, 2: noisy}, min_gain_se=2.0) == {}
+    # With a resource: the configured point left at rung 0, the winner went on; compared at rung 0.
+    rungs = trials + [Trial(3, 1, 1, 9, clear.mean(), 1.0)]
+    chosen = configured_or_best(rungs, 1, {1: configured, 2: clear, 3: configured}, min_gain_se=2.0)
+    assert chosen["rung"] == 0 and not chosen["kept_configured"]
+
+
 def manifest(out, date):
     return json.loads((out / "_runs" / date / "current" / "manifest.json").read_text())
 
@@ -132,8 +162,9 @@ def test_run_tunes_then_reuses_then_tunes_again_when_too_old(spark, tmp_path, mo
     assert first["tuned_now"] and first["tuned_on"] == "2026-03-01" and first["model_kind"] == "wals"
     # 3 points, eta 3: all three at ceil(5 / 3) = 2 iterations, the best at the full 5
     assert [(t["rung"], t["resource"]) for t in first["trials"]] == [(0, 2), (0, 2), (0, 2), (1, 5)]
-    assert first["value"] == first["trials"][-1]["ndcg@10"]
-    assert first["params"] == first["trials"][-1]["params"]
+    # the winner, or the configured point (trial 1) when the winner's gain is within the noise
+    chosen = first["trials"][0 if first["selection"].get("kept_configured") else -1]
+    assert first["params"] == chosen["params"] and "kept_configured" in first["selection"]
     config = manifest(out, "2026-03-01")["config"]["model"]["wals"]
     assert config["reg"] == first["params"]["model.wals.reg"] and config["iterations"] == 5
 

@@ -63,3 +63,16 @@ def test_the_nightly_search_fits_on_four_fifths_of_the_data_and_a_study_on_four_
     # users with >= 5 interactions keep 20% aside at each split: 80% of all, or 80% of the 80% train
     assert 0.75 * total < nightly.fit_interactions < 0.85 * total
     assert 0.58 * total < study.fit_interactions < 0.7 * total
+
+
+def test_halving_replaces_a_bad_configuration_and_records_the_paired_gain(spark):
+    pdf = generate_interactions(n_users=200, n_items=60, n_interactions=5000, seed=6)
+    prepared = prepare(spark.createDataFrame(pdf), load_config().prepare)
+    cfg = load_config(None, ["model.kind=ease", "model.ease.reg=100000", "tune.method=halving", "tune.trials=2",
+                             "tune.params={model.ease.reg: [6.0]}", "score.batch_users=256"])
+    result = tune(prepared, cfg)
+    assert result.best_overrides == {"model.ease.reg": 6.0}
+    selection = result.selection
+    assert not selection["kept_configured"] and selection["gain"] > 2 * selection["standard_error"] > 0
+    values = list(result.trials["ndcg@10"])
+    assert selection["gain"] == pytest.approx(values[1] - values[0], abs=1e-6)  # same users in both

@@ -116,6 +116,55 @@ def user_lists(
     return labels.join(ranked, user_col, "left").select(user_col, prediction.alias(PREDICTION), label.alias(LABEL))
 
 
+def per_user_metric(
+    recs: DataFrame,
+    test: DataFrame,
+    metric: str,
+    k: int,
+    user_col: str = USER_ID,
+    item_col: str = ITEM_ID,
+    rank_col: str = RANK,
+    weight_col: str = WEIGHT,
+    relevance_threshold: Optional[float] = None,
+) -> DataFrame:
+    """user, value: one ranking metric at k for each test user with relevant items, defined as
+    ranking_metrics defines it (their mean is its value). For paired comparisons of two models."""
+    if metric not in PER_USER:
+        raise EvaluationError(f"per-user values exist for {', '.join(PER_USER)}; got {metric!r}")
+    k = _check_ks([k])[0]
+    per_user = user_lists(recs, test, k, user_col, item_col, rank_col, weight_col, relevance_threshold)
+    hits = F.expr(f"transform(slice({PREDICTION}, 1, {k}), x -> IF(x <= size({LABEL}), 1D, 0D))")
+    return per_user.select(user_col, PER_USER[metric](hits, k).alias("value"))
+
+
+def _sum(array) -> "F.Column":
+    return F.aggregate(array, F.lit(0.0), lambda acc, x: acc + x)
+
+
+def _ndcg(hits, k: int):
+    ideal = F.transform(F.sequence(F.lit(0), F.least(F.size(LABEL), F.lit(k)) - 1), lambda i: 1.0 / F.log2(i + 2))
+    return _sum(F.transform(hits, lambda h, i: h / F.log2(i + 2))) / _sum(ideal)
+
+
+def _average_precision(hits, k: int):
+    precisions = F.transform(hits, lambda h, i: h * _sum(F.slice(hits, 1, i + 1)) / (i + 1))
+    return _sum(precisions) / F.least(F.size(LABEL), F.lit(k))
+
+
+def _first_hit(hits):
+    return F.array_position(hits, F.lit(1.0))
+
+
+PER_USER = {  # metric -> value per user of its hits (1.0 or 0.0 at positions 1..k) and k
+    "precision": lambda hits, k: _sum(hits) / k,
+    "recall": lambda hits, k: _sum(hits) / F.size(LABEL),
+    "ndcg": _ndcg,
+    "map": _average_precision,
+    "hit_rate": lambda hits, k: F.when(_sum(hits) > 0, 1.0).otherwise(0.0),
+    "mrr": lambda hits, k: F.when(_first_hit(hits) > 0, 1.0 / _first_hit(hits)).otherwise(0.0),
+}
+
+
 def _hit_rate_and_mrr(per_user: DataFrame, ks: Sequence[int]) -> list[MetricRow]:
     aggregates = []
     for k in ks:

@@ -21,9 +21,10 @@ from recsys_spark.config import Config, ConfigError, key_parts, parse_param, wit
 from recsys_spark.config.search_space import DEFAULT_SPACES, RESOURCE_KEYS, is_range
 from recsys_spark.config.secrets import redact
 from recsys_spark.data.prepare import PreparedData
+from recsys_spark.data.schema import USER_ID
 from recsys_spark.evaluation.halving import successive_halving
 from recsys_spark.evaluation.holdout import recommend_for, split_prepared, with_ids
-from recsys_spark.evaluation.metrics import ranking_metrics
+from recsys_spark.evaluation.metrics import per_user_metric, ranking_metrics
 from recsys_spark.models.registry import train_model, with_resolved_kind
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class TuneResult:
     stopped_by_budget: bool = False  # halving: the budget ran out before the last rung finished
     seconds: float = 0.0
     fit_interactions: int = 0  # interactions the trials trained on (the rest of their split is validation)
+    selection: dict = field(default_factory=dict)  # halving: the best point against the configured one (paired_gain)
 
 
 def search_space(cfg: Config) -> dict:
@@ -130,10 +132,14 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
     fit, valid = split_prepared(train, cfg.evaluate, seed_offset=1, cutoff=cfg.tune.validation_cutoff)
     valid_ids = with_ids(valid, prepared).persist()
 
+    per_user: dict[int, pd.Series] = {}  # trial number -> the objective per validation user
+
     def measure(trial_cfg: Config) -> dict:
         model = train_model(fit, trial_cfg, item_features)
         recs = recommend_for(model, fit, valid, trial_cfg, k).persist()
         rows = ranking_metrics(recs, valid_ids, [k], relevance_threshold=cfg.evaluate.relevance_threshold)
+        values = per_user_metric(recs, valid_ids, metric, k, relevance_threshold=cfg.evaluate.relevance_threshold)
+        per_user[len(records) + 1] = values.toPandas().set_index(USER_ID)["value"]
         recs.unpersist()
         return {f"{r.metric}@{k}": r.value for r in rows if r.k == k}
 
@@ -167,6 +173,12 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
         for rec, hist, trial in zip(records, history, halving.trials):
             rec["rung"] = hist["rung"] = trial.rung
         best, best_value, stopped = halving.best, halving.value, halving.stopped_by_budget
+        selection = configured_or_best(halving.trials, best, per_user, cfg.tune.min_gain_se)
+        if selection.get("kept_configured"):
+            best, best_value = 0, selection["configured_value"]
+            log.info("tune: keeping the configured values: the best point's gain %.4f is under %.1f standard "
+                     "errors (%.4f) of the paired per-user differences", selection["gain"], cfg.tune.min_gain_se,
+                     selection["standard_error"])
     else:
         for index, trial_cfg in enumerate(configs):
             started = time.time()
@@ -174,6 +186,7 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
         objective = np.array([h[cfg.tune.objective] for h in history])
         best = int(objective.argmax())
         best_value = float(objective[best])
+        selection = {}
     for frame in (valid_ids, valid, fit.interactions) + ((train.interactions,) if within_train else ()):
         frame.unpersist()
     trials = pd.DataFrame(records)
@@ -182,4 +195,29 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
     return TuneResult(redact(points[best]), best_value, cfg.tune.objective, trials, configs[best],
                       method=cfg.tune.method, space=redact(search_space(cfg)), history=history,
                       stopped_by_budget=stopped, seconds=round(clock() - began, 1),
-                      fit_interactions=int(fit.stats["interactions"]))
+                      fit_interactions=int(fit.stats["interactions"]), selection=selection)
+
+
+def paired_gain(challenger: pd.Series, incumbent: pd.Series) -> tuple[float, float]:
+    """(mean, standard error) of challenger - incumbent over the users both have values for."""
+    diff = (challenger - incumbent).dropna().to_numpy(dtype=np.float64)
+    if diff.size < 2:
+        return float(diff.mean()) if diff.size else 0.0, math.inf
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size))
+
+
+def configured_or_best(trials: list, best: int, per_user: dict, min_gain_se: float) -> dict:
+    """Whether the halving winner `best` beats point 0 (the configured values) by at least
+    min_gain_se standard errors of the paired per-user differences, compared at the highest rung
+    both reached. A gain within the noise of the validation split does not carry over to new data,
+    so the configured values stay. {} when best is point 0 or min_gain_se is 0."""
+    if best == 0 or min_gain_se <= 0:
+        return {}
+    at = {(trial.point, trial.rung): trial for trial in trials}
+    rung = max(r for (point, r) in at if point == 0 and (best, r) in at)
+    challenger, configured = at[(best, rung)], at[(0, rung)]
+    gain, se = paired_gain(per_user[challenger.number], per_user[configured.number])
+    configured_value = [t.value for t in trials if t.point == 0][-1]  # at its highest rung
+    return {"kept_configured": not gain >= min_gain_se * se, "rung": rung, "gain": round(gain, 6),
+            "standard_error": round(se, 6) if math.isfinite(se) else None, "min_gain_se": min_gain_se,
+            "configured_value": configured_value}

@@ -54,7 +54,7 @@ def tuned_record(result: TuneResult, cfg: Config, run_date: str, run_id: str) ->
             "space": space_record(cfg), "method": result.method, "trials_run": len(result.history),
             "seconds": result.seconds, "budget_seconds": cfg.tune.budget_seconds,
             "stopped_by_budget": result.stopped_by_budget, "fit_interactions": result.fit_interactions,
-            "trials": result.history}
+            "selection": result.selection, "trials": result.history}
 
 
 def reused_record(record: dict, run_date: str) -> dict:
