@@ -137,6 +137,14 @@ def test_the_configured_point_stays_unless_the_winner_beats_it_beyond_the_noise(
     assert not configured_or_best(trials, 1, {1: configured, 2: clear}, min_gain_se=2.0)["kept_configured"]
     assert configured_or_best(trials, 1, {1: configured, 2: noisy}, min_gain_se=0.0) == {}  # the best wins
     assert configured_or_best(trials, 0, {1: configured, 2: noisy}, min_gain_se=2.0) == {}
+    # 2.5 standard errors: enough against one challenger, not as the best of nine (Bonferroni: 2.80).
+    even = pd.Series(configured.to_numpy() + 0.025 + np.where(users % 2, 0.2, -0.2), index=users)
+    gain, se = paired_gain(even, configured)
+    assert 2.45 < gain / se < 2.55
+    assert not configured_or_best(trials, 1, {1: configured, 2: even}, min_gain_se=2.0)["kept_configured"]
+    nine = [trials[0]] + [Trial(2 + i, 1 + i, 0, None, 0.0, 1.0) for i in range(9)]
+    many = configured_or_best(nine, 1, {1: configured, 2: even}, min_gain_se=2.0)
+    assert many["kept_configured"] and many["challengers"] == 9 and many["bar_se"] == pytest.approx(2.803, abs=1e-3)
     # With a resource: the configured point left at rung 0, the winner went on; compared at rung 0.
     rungs = trials + [Trial(3, 1, 1, 9, clear.mean(), 1.0)]
     chosen = configured_or_best(rungs, 1, {1: configured, 2: clear, 3: configured}, min_gain_se=2.0)

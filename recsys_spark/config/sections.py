@@ -243,7 +243,7 @@ class TuneConfig:
     max_age_days: int = 7  # tuned parameters serve the run dates before tuned_on + this; 0: tune every run
     budget_seconds: float = 600.0  # halving starts no trial after this many seconds of tuning
     eta: int = 3  # halving keeps the best 1/eta of each rung and gives them eta times the resource
-    min_gain_se: float = 2.0  # halving: the winner replaces the configured values only if its per-user gain on validation is this many standard errors; 0: the best wins
+    min_gain_se: float = 2.0  # halving: the winner replaces the configured values only if its per-user gain on validation passes this many standard errors (for one challenger; more for many, Bonferroni); 0: the best wins
 
     def __post_init__(self):
         _check_choice("tune.method", self.method, TUNE_METHODS)

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -176,8 +177,8 @@ def tune(prepared: PreparedData, cfg: Config, item_features: DataFrame | None = 
         selection = configured_or_best(halving.trials, best, per_user, cfg.tune.min_gain_se)
         if selection.get("kept_configured"):
             best, best_value = 0, selection["configured_value"]
-            log.info("tune: keeping the configured values: the best point's gain %.4f is under %.1f standard "
-                     "errors (%.4f) of the paired per-user differences", selection["gain"], cfg.tune.min_gain_se,
+            log.info("tune: keeping the configured values: the best point's gain %.4f is under %.2f standard "
+                     "errors (%s) of the paired per-user differences", selection["gain"], selection["bar_se"],
                      selection["standard_error"])
     else:
         for index, trial_cfg in enumerate(configs):
@@ -207,17 +208,27 @@ def paired_gain(challenger: pd.Series, incumbent: pd.Series) -> tuple[float, flo
 
 
 def configured_or_best(trials: list, best: int, per_user: dict, min_gain_se: float) -> dict:
-    """Whether the halving winner `best` beats point 0 (the configured values) by at least
-    min_gain_se standard errors of the paired per-user differences, compared at the highest rung
-    both reached. A gain within the noise of the validation split does not carry over to new data,
-    so the configured values stay. {} when best is point 0 or min_gain_se is 0."""
+    """Whether the halving winner `best` beats point 0 (the configured values) beyond the noise of
+    the validation split, compared at the highest rung both reached: its mean per-user gain must be
+    at least `bar` standard errors of the paired differences, where `bar` is min_gain_se for one
+    challenger, raised for m challengers at that rung by Bonferroni's correction (the best of m
+    noisy gains is biased upwards: the winner's curse). A gain below the bar does not carry over to
+    new data, so the configured values stay. {} when best is point 0 or min_gain_se is 0."""
     if best == 0 or min_gain_se <= 0:
         return {}
     at = {(trial.point, trial.rung): trial for trial in trials}
     rung = max(r for (point, r) in at if point == 0 and (best, r) in at)
     challenger, configured = at[(best, rung)], at[(0, rung)]
     gain, se = paired_gain(per_user[challenger.number], per_user[configured.number])
+    rivals = sum(1 for (point, r) in at if r == rung and point != 0)
+    bar = bonferroni_bar(min_gain_se, rivals)
     configured_value = [t.value for t in trials if t.point == 0][-1]  # at its highest rung
-    return {"kept_configured": not gain >= min_gain_se * se, "rung": rung, "gain": round(gain, 6),
+    return {"kept_configured": not gain >= bar * se, "rung": rung, "gain": round(gain, 6),
             "standard_error": round(se, 6) if math.isfinite(se) else None, "min_gain_se": min_gain_se,
-            "configured_value": configured_value}
+            "challengers": rivals, "bar_se": round(bar, 3), "configured_value": configured_value}
+
+
+def bonferroni_bar(z: float, comparisons: int) -> float:
+    """The one-sided normal quantile of the level z stands for, shared among `comparisons`."""
+    normal = NormalDist()
+    return normal.inv_cdf(1 - (1 - normal.cdf(z)) / max(1, comparisons))
