@@ -64,8 +64,8 @@ def ensure_class_archive() -> None:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     env.pop("JDK_JAVA_OPTIONS", None)
     try:
-        subprocess.run([sys.executable, "-c", _WORKLOAD, str(work), f"{JIT} -XX:ArchiveClassesAtExit={partial} {QUIET_CDS}"],
-                       env=env, capture_output=True, timeout=600)
+        options = f"{JIT} -XX:ArchiveClassesAtExit={partial} {QUIET_CDS}"
+        subprocess.run([sys.executable, "-c", _WORKLOAD, str(work), options], env=env, capture_output=True, timeout=600)
         if partial.exists():
             os.replace(partial, archive)
     except (OSError, subprocess.SubprocessError):
