@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+from jvm import ensure_class_archive, java_options
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -16,6 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SLOWEST_MODULES = ("test_catalog.py", "test_faults.py", "test_bad_inputs.py", "test_refresh.py", "test_end_to_end.py",
                    "test_wals_spark.py", "test_output_safety.py", "test_quality_gate.py", "test_publish.py",
                    "test_stability.py", "test_evaluate.py")
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), before any worker starts
+        ensure_class_archive()
 
 
 def pytest_collection_modifyitems(items):
@@ -64,9 +70,8 @@ def spark(tmp_path_factory):
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
-            # The C1 JIT alone: test jobs are many and tiny, and C2 spent a third of the JVM's CPU
-            # compiling Spark's planner for them; no effect on what the jobs compute.
-            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+            # The C1 JIT alone and the class archive (tests/jvm.py); no effect on what the jobs compute.
+            "spark.driver.extraJavaOptions": java_options(),
         },
     ))
     session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))

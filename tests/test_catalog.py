@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from jvm import java_options
 from pyspark.sql.types import FloatType, IntegerType, StringType, StructField, StructType
 
 from recsys_spark.config import load_config
@@ -43,8 +44,8 @@ TIMEOUT = 900
 
 
 def _env() -> dict:
-    # A short-lived JVM starts faster with the C1 JIT alone.
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "JDK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}
+    # A short-lived JVM starts faster with the C1 JIT alone and the class archive (tests/jvm.py).
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "JDK_JAVA_OPTIONS": java_options()}
     env.pop("RECSYS_SPARK_FAULT", None)
     return env
 

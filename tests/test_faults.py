@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from jvm import java_options
 from readers import visible_counts
 
 from recsys_spark.app.cli import main
@@ -41,8 +42,8 @@ def _run_args(source: str, out: Path, date: str) -> list:
 
 
 def _start(args: list, fault: str | None = None) -> subprocess.Popen:
-    # A short-lived JVM starts faster with the C1 JIT alone.
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "JDK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1"}
+    # A short-lived JVM starts faster with the C1 JIT alone and the class archive (tests/jvm.py).
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "JDK_JAVA_OPTIONS": java_options()}
     env.pop("RECSYS_SPARK_FAULT", None)
     if fault:
         env["RECSYS_SPARK_FAULT"] = fault

@@ -31,6 +31,20 @@ def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
+def _mark(table: DataFrame, other: DataFrame, keys: list, flag: str) -> DataFrame:
+    """`table` with column `flag` true on the rows whose `keys` are in `other`, null on the others:
+    a left join on other's distinct keys, so every row of `table` stays once (null keys match nothing,
+    as in a semi or anti join)."""
+    return table.join(other.select(*keys).distinct().withColumn(flag, F.lit(True)), keys, "left")
+
+
+def _last(result: dict, names: dict) -> dict:
+    """`result` with the counts of `names` moved to its end (where the manifest has always had them)."""
+    for name in names:
+        result[name] = result.pop(name)
+    return result
+
+
 def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_checks: dict,
                 key_checks: dict | None = None, segment: tuple = ()) -> dict:
     """Violation counts of a long top-k table (key, rank, item, score) against `expected` (key, expected).
@@ -99,13 +113,18 @@ def audit_recs(recs: DataFrame, expected: DataFrame, seen: DataFrame, *, exclude
                        "_first_fallback": F.min(F.when(is_fallback, F.col(RANK)))},
         "flags": {"fallback_before_model": F.col("_first_fallback") < F.col("_last_model")},
     }
-    result = _audit_topn(recs, USER_ID, ITEM_ID, expected, row_checks, key_checks, segment=(SOURCE,))
-    result["seen_item_recommended"] = recs.join(seen, [USER_ID, ITEM_ID], "left_semi").count()
+    # Rows matching (or, for the allowed items, missing from) another table: marked by a left join
+    # on its distinct keys and counted in the same aggregation as the checks above.
+    pair = [USER_ID, ITEM_ID]
+    recs, found = _mark(recs, seen, pair, "_seen"), {"seen_item_recommended": F.col("_seen").isNotNull()}
     if excluded is not None:
-        result["excluded_item_recommended"] = recs.join(excluded, [USER_ID, ITEM_ID], "left_semi").count()
+        recs = _mark(recs, excluded, pair, "_excluded")
+        found["excluded_item_recommended"] = F.col("_excluded").isNotNull()
     if allowed_items is not None:
-        result["item_not_allowed"] = recs.join(allowed_items, ITEM_ID, "left_anti").count()
-    return result
+        recs = _mark(recs, allowed_items, [ITEM_ID], "_allowed")
+        found["item_not_allowed"] = F.col("_allowed").isNull()
+    result = _audit_topn(recs, USER_ID, ITEM_ID, expected, {**row_checks, **found}, key_checks, segment=(SOURCE,))
+    return _last(result, found)
 
 
 def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int, neighbours: DataFrame | None = None) -> dict:
@@ -122,11 +141,11 @@ def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int, neighbour
                                             F.lit(0)).alias(EXPECTED)))
     checks = {"self_pair": F.col(ITEM_ID) == F.col(SIMILAR_ITEM_ID),
               "cosine_out_of_range": (F.col(SCORE) < -1.0) | (F.col(SCORE) > 1.0)}
-    result = _audit_topn(similar, ITEM_ID, SIMILAR_ITEM_ID, expected, checks)
+    found = {}
     if neighbours is not None:
-        result["item_not_allowed"] = similar.join(neighbours.withColumnRenamed(ITEM_ID, SIMILAR_ITEM_ID),
-                                                  SIMILAR_ITEM_ID, "left_anti").count()
-    return result
+        similar = _mark(similar, neighbours.withColumnRenamed(ITEM_ID, SIMILAR_ITEM_ID), [SIMILAR_ITEM_ID], "_allowed")
+        found["item_not_allowed"] = F.col("_allowed").isNull()
+    return _last(_audit_topn(similar, ITEM_ID, SIMILAR_ITEM_ID, expected, {**checks, **found}), found)
 
 
 def violations(results: dict) -> dict:
