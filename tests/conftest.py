@@ -5,7 +5,7 @@ import os
 import sys
 
 import pytest
-from jvm import ensure_class_archive, java_options
+from jvm import SQL_CONF, ensure_class_archive, java_options
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -72,6 +72,7 @@ def spark(tmp_path_factory):
             "spark.ui.enabled": "false",
             # The C1 JIT alone and the class archive (tests/jvm.py); no effect on what the jobs compute.
             "spark.driver.extraJavaOptions": java_options(),
+            **SQL_CONF,
         },
     ))
     session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))

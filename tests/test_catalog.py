@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from jvm import java_options
+from jvm import java_options, sql_conf_settings
 from pyspark.sql.types import FloatType, IntegerType, StringType, StructField, StructType
 
 from recsys_spark.config import load_config
@@ -34,7 +34,8 @@ D1, D3, D2 = "2026-01-01", "2026-01-04", "2026-01-05"
 DRIVER = Path(__file__).with_name("cli_driver.py")
 SETTINGS = ["--set", "output.database=recsys", "--quiet"]
 FAST = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
-        "--set", "spark.conf.spark.sql.shuffle.partitions=2", "--set", "spark.conf.spark.ui.enabled=false"]
+        "--set", "spark.conf.spark.sql.shuffle.partitions=2", "--set", "spark.conf.spark.ui.enabled=false",
+        *sql_conf_settings()]
 # One query, several facts: rows per date of both tables, and the runs table's run id and counts.
 COUNTS = ("SELECT 'user_recs' AS fact, run_date, count(*) AS n FROM recsys.user_recs GROUP BY run_date "
           "UNION ALL SELECT 'item_similar', run_date, count(*) FROM recsys.item_similar GROUP BY run_date "

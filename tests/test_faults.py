@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from jvm import java_options
+from jvm import java_options, sql_conf_settings
 from readers import visible_counts
 
 from recsys_spark.app.cli import main
@@ -28,7 +28,7 @@ from recsys_spark.data.sample_data import generate_interactions
 EARLIER, DATE = "2026-03-01", "2026-03-02"
 FAST = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
         "--set", "spark.conf={spark.sql.shuffle.partitions: 2, spark.driver.memory: 1g, spark.ui.enabled: false}",
-        "--quiet"]
+        *sql_conf_settings(), "--quiet"]
 TIMEOUT = 900
 
 
