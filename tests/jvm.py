@@ -1,4 +1,5 @@
-"""JVM options of the test session's driver and of the commands tests run in subprocesses.
+"""JVM options and Spark SQL settings of the test session's driver and of the commands tests run in
+subprocesses.
 
 Most of a short-lived Spark JVM's first 20 seconds go to loading and verifying Spark's classes. A
 dynamic class-data-sharing archive (JDK 13+, AppCDS) of the classes a small Spark job loads, made
