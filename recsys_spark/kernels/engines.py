@@ -202,13 +202,14 @@ class HistoryEngine:
     def block(self, users, start: int, out: np.ndarray) -> np.ndarray:
         """Keys (B, width) of items start..start+width; columns past the catalog are masked."""
         stop = min(start + self.width, self.columns.shape[1])
-        view = self.columns[:, start:stop]
         total = np.empty(stop - start, dtype=np.float64)
         for row in range(len(users)):  # one float64 sum of contiguous rows per user (faster than reduceat)
             total[:] = 0.0
             for lo in range(users.indptr[row], users.indptr[row + 1], self.chunk):
                 hi = min(lo + self.chunk, users.indptr[row + 1])
-                rows = view.take(users.indices[lo:hi], axis=0)
+                # Index rows and block together: take() on the block's (strided) view would first copy
+                # the whole view, n_history_items x width, for every user.
+                rows = self.columns[users.indices[lo:hi], start:stop]
                 if users.values is not None:
                     rows = rows * users.values[lo:hi, None].astype(np.float64)
                 total += rows.sum(axis=0, dtype=np.float64)
