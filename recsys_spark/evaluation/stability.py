@@ -1,6 +1,6 @@
 """Stability of published lists from one date to the next: how much of each top-N stayed.
 
-Pure DataFrame in, a handful of numbers out (two Spark aggregations, one row each reaches the
+Pure DataFrame in, a handful of numbers out (one Spark action per table, one row reaches the
 driver); storage/ and app/ read the tables. Definitions (also in docs/publishing.md, Manifest):
 
 - Both tables are cut to rank <= top_n (this run's score.top_n), over *all* rows, model and
@@ -39,35 +39,38 @@ def list_stability(new: DataFrame, old: DataFrame, key: str, entry: str, top_n: 
     Returns {compared, overlap: {mean, p10, p50, p90}, churn, new_keys, dropped_keys, new_entries,
     dropped_entries}; overlap values and churn are None when no key is in both tables.
     """
-    # Ids compared as text: a date whose ids were integers and one whose ids are strings still compare.
-    new_top = new.filter(F.col(RANK) <= top_n).select(F.col(key).cast("string"), F.col(entry).cast("string"))
-    old_top = old.filter(F.col(RANK) <= top_n).select(F.col(key).cast("string"), F.col(entry).cast("string"))
-    lengths = (new_top.groupBy(key).agg(F.count(F.lit(1)).alias("_new"))
-               .join(old_top.groupBy(key).agg(F.count(F.lit(1)).alias("_old")), key, "full_outer"))
-    common = new_top.join(old_top, [key, entry]).groupBy(key).agg(F.count(F.lit(1)).alias("_common"))
-    in_both = F.col("_new").isNotNull() & F.col("_old").isNotNull()  # (least() skips nulls, so say it)
-    overlap = F.when(in_both, F.coalesce(F.col("_common"), F.lit(0)) / F.least(F.col("_new"), F.col("_old")))
+    # One pass: both tables' (key, entry) pairs in one shuffle, each marked with the dates it is in;
+    # the per-key counts and the per-entry presence both aggregate those pairs, in one Spark action.
+    def top(table: DataFrame, in_new: bool) -> DataFrame:
+        # Ids compared as text: a date whose ids were integers and one whose ids are strings still compare.
+        return table.filter(F.col(RANK) <= top_n).select(
+            F.col(key).cast("string").alias(key), F.col(entry).cast("string").alias(entry),
+            F.lit(int(in_new)).alias("_in_new"), F.lit(int(not in_new)).alias("_in_old"))
+
+    pairs = (top(new, True).unionByName(top(old, False)).groupBy(key, entry)
+             .agg(F.max("_in_new").alias("_in_new"), F.max("_in_old").alias("_in_old")))
+    per_key = pairs.groupBy(key).agg(F.sum("_in_new").alias("_new"), F.sum("_in_old").alias("_old"),
+                                     F.sum(F.col("_in_new") * F.col("_in_old")).alias("_common"))
+    in_both = (F.col("_new") > 0) & (F.col("_old") > 0)
+    overlap = F.when(in_both, F.col("_common") / F.least(F.col("_new"), F.col("_old")))
     percentiles = ", ".join(str(p) for p in PERCENTILES)
-    keys = (lengths.join(common, key, "left").withColumn("_overlap", overlap)
+    keys = (per_key.withColumn("_overlap", overlap)
             .agg(F.count("_overlap").alias("compared"), F.avg("_overlap").alias("mean"),
                  F.expr(f"percentile(_overlap, array({percentiles}))").alias("_percentiles"),
-                 _count_if(F.col("_old").isNull()).alias("new_keys"),
-                 _count_if(F.col("_new").isNull()).alias("dropped_keys"))
-            .first())
-    entries = (new_top.select(entry).distinct().withColumn("_in_new", F.lit(True))
-               .join(old_top.select(entry).distinct().withColumn("_in_old", F.lit(True)), entry, "full_outer")
-               .agg(_count_if(F.col("_in_old").isNull()).alias("new_entries"),
-                    _count_if(F.col("_in_new").isNull()).alias("dropped_entries"))
-               .first())
-    mean = None if keys["mean"] is None else float(keys["mean"])
-    values = keys["_percentiles"] or [None] * len(PERCENTILES)
+                 _count_if(F.col("_old") == 0).alias("new_keys"), _count_if(F.col("_new") == 0).alias("dropped_keys")))
+    entries = (pairs.groupBy(entry).agg(F.max("_in_new").alias("_in_new"), F.max("_in_old").alias("_in_old"))
+               .agg(_count_if(F.col("_in_old") == 0).alias("new_entries"),
+                    _count_if(F.col("_in_new") == 0).alias("dropped_entries")))
+    row = keys.crossJoin(entries).first()
+    mean = None if row["mean"] is None else float(row["mean"])
+    values = row["_percentiles"] or [None] * len(PERCENTILES)
     return {
-        "compared": int(keys["compared"]),
+        "compared": int(row["compared"]),
         "overlap": {"mean": mean, **{f"p{round(p * 100)}": None if v is None else float(v)
                                      for p, v in zip(PERCENTILES, values)}},
         "churn": None if mean is None else 1.0 - mean,
-        "new_keys": int(keys["new_keys"] or 0), "dropped_keys": int(keys["dropped_keys"] or 0),
-        "new_entries": int(entries["new_entries"] or 0), "dropped_entries": int(entries["dropped_entries"] or 0),
+        "new_keys": int(row["new_keys"] or 0), "dropped_keys": int(row["dropped_keys"] or 0),
+        "new_entries": int(row["new_entries"] or 0), "dropped_entries": int(row["dropped_entries"] or 0),
     }
 
 
