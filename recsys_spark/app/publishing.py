@@ -55,24 +55,28 @@ def sync_catalog(spark: SparkSession, cfg: Config, layout: DateLayout) -> None:
     catalog.publish_partitions(spark, tables, layout, published)
 
 
-def audit_run(spark: SparkSession, cfg: Config, run_dir: str, prepared: PreparedData, model: FactorModel,
-              rules: Rules) -> dict:
-    """Audit the tables staged in `run_dir` against the prepared data, the model and the rules;
+def staged_tables(spark: SparkSession, run_dir: str) -> dict:
+    """user_recs and item_similar as staged in `run_dir`, each read once for the audit and the
+    stability (a table not staged is left out)."""
+    return {table: spark.read.parquet(table_path(run_dir, table)) for table in (USER_RECS, ITEM_SIMILAR)
+            if fs.exists(spark, table_path(run_dir, table))}
+
+
+def audit_run(cfg: Config, staged: dict, prepared: PreparedData, model: FactorModel, rules: Rules) -> dict:
+    """Audit the staged tables (staged_tables) against the prepared data, the model and the rules;
     raises AuditError."""
     results = {}
     items = item_pools(rules, prepared.item_ids, model.item_factors).persist()
     restricted = rules.include_items is not None or rules.exclude_items is not None
-    if fs.exists(spark, table_path(run_dir, USER_RECS)):
-        results[USER_RECS] = audit_user_recs(spark.read.parquet(table_path(run_dir, USER_RECS)), cfg, prepared,
-                                             model, rules, items)
-    if fs.exists(spark, table_path(run_dir, ITEM_SIMILAR)):
+    if USER_RECS in staged:
+        results[USER_RECS] = audit_user_recs(staged[USER_RECS], cfg, prepared, model, rules, items)
+    if ITEM_SIMILAR in staged:
         neighbours = None
         if restricted:
             neighbours = (items.filter("allowed")
                           .join(model.item_factors.select(ITEM_INDEX, ITEM_ID), ITEM_INDEX).select(ITEM_ID))
-        results[ITEM_SIMILAR] = audit.audit_similar(spark.read.parquet(table_path(run_dir, ITEM_SIMILAR)),
-                                                    model.item_factors.select(ITEM_ID), cfg.similar.top_k,
-                                                    neighbours)
+        results[ITEM_SIMILAR] = audit.audit_similar(staged[ITEM_SIMILAR], model.item_factors.select(ITEM_ID),
+                                                    cfg.similar.top_k, neighbours)
     items.unpersist()
     audit.require_clean(results)
     return results
@@ -97,8 +101,8 @@ def audit_user_recs(recs: DataFrame, cfg: Config, prepared: PreparedData, model:
                             allowed_items=allowed if restricted else None)
 
 
-def run_stability(spark: SparkSession, cfg: Config, layout: DateLayout, run_dir: str) -> dict:
-    """How much the tables staged in `run_dir` changed against the previous published date (the
+def run_stability(spark: SparkSession, cfg: Config, layout: DateLayout, staged: dict) -> dict:
+    """How much the staged tables (staged_tables) changed against the previous published date (the
     newest strictly before this run's): evaluation/stability.py per table, or why not."""
     previous = previous_published_date(spark, layout.root, layout.run_date)
     if previous is None:
@@ -109,10 +113,10 @@ def run_stability(spark: SparkSession, cfg: Config, layout: DateLayout, run_dir:
     for table, measure, n in ((USER_RECS, user_recs_stability, cfg.score.top_n),
                               (ITEM_SIMILAR, item_similar_stability, cfg.similar.top_k)):
         old = published_table(spark, earlier, table)
-        if not fs.exists(spark, table_path(run_dir, table)) or old is None:
+        if table not in staged or old is None:
             record[table] = None  # this run or the earlier date has no such table
             continue
-        record[table] = measure(spark.read.parquet(table_path(run_dir, table)), old, n)
+        record[table] = measure(staged[table], old, n)
     return record
 
 
@@ -133,8 +137,9 @@ def audit_and_publish(spark: SparkSession, cfg: Config, layout: DateLayout, run_
     """
     staging = layout.staging(run_id)
     with timed("audit", summary.timings) as stage:
-        results = audit_run(spark, cfg, staging, scored.prepared, scored.model, scored.rules)
-        stability = run_stability(spark, cfg, layout, staging)
+        staged = staged_tables(spark, staging)
+        results = audit_run(cfg, staged, scored.prepared, scored.model, scored.rules)
+        stability = run_stability(spark, cfg, layout, staged)
         stage.rows = table_rows({t: r["_total_rows"] for t, r in results.items()}) + " passed"
     summary.counts.update({t: r["_total_rows"] for t, r in results.items()})
     manifest = base_manifest(cfg, layout, run_id, scored.prepared.stats, scored.model, scored.rules, results)

@@ -53,8 +53,13 @@ def _audit_topn(table: DataFrame, key: str, item: str, expected: DataFrame, row_
     `key_checks` a name to a boolean Column over per-key aggregates (`_min_rank`, ...) and
     `segment` names columns within which scores must not increase with rank.
     """
-    prev = F.lag(SCORE).over(Window.partitionBy(key, *segment).orderBy(RANK))
-    flagged = table.withColumn("_prev", prev)
+    # The window is over the key alone (a segment is compared with its own previous row), so the
+    # aggregation by key below reuses its partitioning instead of shuffling the table again.
+    window = Window.partitionBy(key).orderBy(*segment, RANK)
+    same_segment = F.lit(True)
+    for column in segment:
+        same_segment = same_segment & (F.lag(column).over(window) == F.col(column))
+    flagged = table.withColumn("_prev", F.when(same_segment, F.lag(SCORE).over(window)))
     flags = {"non_finite_score": F.isnan(SCORE) | (F.abs(SCORE) == math.inf) | F.col(SCORE).isNull(),
              "score_increases_with_rank": F.col(SCORE) > F.col("_prev"), **row_checks}
     per_key = flagged.groupBy(key).agg(
@@ -87,12 +92,13 @@ def expected_list_lengths(users: DataFrame, items: DataFrame, blocked: DataFrame
     not get (seen and per-user exclusions). Users with factors draw from the model pool, others
     from the fallback pool.
     """
-    pools = items.agg(_count_if(F.col("model_pool")).alias("m"), _count_if(F.col("fallback_pool")).alias("f")).first()
+    # The pool sizes join as a one-row table: part of the audit's query, not a Spark action of their own.
+    pools = items.agg(_count_if(F.col("model_pool")).alias("_m"), _count_if(F.col("fallback_pool")).alias("_f"))
     per_user = (blocked.join(items, ITEM_INDEX).groupBy(USER_INDEX)
                 .agg(_count_if(F.col("model_pool")).alias("_bm"), _count_if(F.col("fallback_pool")).alias("_bf")))
-    free = F.when(F.col("has_factors"), F.lit(int(pools["m"] or 0)) - F.coalesce(F.col("_bm"), F.lit(0))) \
-        .otherwise(F.lit(int(pools["f"] or 0)) - F.coalesce(F.col("_bf"), F.lit(0)))
-    return (users.join(per_user, USER_INDEX, "left")
+    free = F.when(F.col("has_factors"), F.coalesce(F.col("_m"), F.lit(0)) - F.coalesce(F.col("_bm"), F.lit(0))) \
+        .otherwise(F.coalesce(F.col("_f"), F.lit(0)) - F.coalesce(F.col("_bf"), F.lit(0)))
+    return (users.join(per_user, USER_INDEX, "left").crossJoin(pools)
             .select(USER_ID, F.greatest(F.least(F.lit(top_n), free), F.lit(0)).alias(EXPECTED)))
 
 
@@ -134,11 +140,11 @@ def audit_similar(similar: DataFrame, item_ids: DataFrame, top_k: int, neighbour
     neighbours: item_id of the items the rules allow as neighbours (None: every item).
     """
     pool = item_ids if neighbours is None else neighbours
-    n_pool = pool.count()
+    n_pool = pool.agg(F.count(F.lit(1)).alias("_pool"))  # one row, joined: no Spark action of its own
     is_pool = pool.select(ITEM_ID, F.lit(1).alias("_in_pool"))
-    expected = (item_ids.join(is_pool, ITEM_ID, "left")
-                .select(ITEM_ID, F.greatest(F.least(F.lit(top_k), F.lit(n_pool) - F.coalesce("_in_pool", F.lit(0))),
-                                            F.lit(0)).alias(EXPECTED)))
+    free = F.col("_pool") - F.coalesce("_in_pool", F.lit(0))
+    expected = (item_ids.join(is_pool, ITEM_ID, "left").crossJoin(n_pool)
+                .select(ITEM_ID, F.greatest(F.least(F.lit(top_k), free), F.lit(0)).alias(EXPECTED)))
     checks = {"self_pair": F.col(ITEM_ID) == F.col(SIMILAR_ITEM_ID),
               "cosine_out_of_range": (F.col(SCORE) < -1.0) | (F.col(SCORE) > 1.0)}
     found = {}
