@@ -42,7 +42,7 @@ def run_nightly(spark: SparkSession, cfg: Config, source: str | None, output: st
         staging = layout.staging(run_id)
         with timed("prepare", summary.timings) as stage:
             prepared, quarantine = read_and_prepare(spark, cfg, source)
-            summary.counts[QUARANTINE] = write_quarantine(spark, quarantine, table_path(staging, QUARANTINE), prepared)
+            summary.counts[QUARANTINE] = write_quarantine(quarantine, table_path(staging, QUARANTINE), prepared)
             rules = load_rules(spark, cfg, prepared)
             stage.rows = prepared_rows(prepared, summary.counts[QUARANTINE])
         tuned = {}

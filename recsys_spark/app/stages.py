@@ -43,7 +43,7 @@ def stage_prepare(spark: SparkSession, cfg: Config, source: str | None, paths: R
     private_output(spark, cfg, paths.output)
     with timed("prepare", summary.timings) as stage:
         prepared, quarantine = read_and_prepare(spark, cfg, source)
-        quarantined = write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
+        quarantined = write_quarantine(quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
         save_prepared(prepared, paths.prepared)
         stage.rows = prepared_rows(prepared, quarantined)
     summary.counts = {"interactions": prepared.stats["interactions"], "users": prepared.n_users,
@@ -112,7 +112,7 @@ def score_new_input(spark: SparkSession, cfg: Config, paths: RunPaths, model_dir
     private_output(spark, cfg, paths.output)
     with timed("prepare", summary.timings) as stage:
         prepared, quarantine = read_and_prepare(spark, cfg, source)
-        quarantined = write_quarantine(spark, quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
+        quarantined = write_quarantine(quarantine, table_path(paths.layout.pending, QUARANTINE), prepared)
         stage.rows = prepared_rows(prepared, quarantined)
     with timed("fold-in", summary.timings):
         prepared, model = in_model_space(prepared, load_model(spark, model_dir))

@@ -157,10 +157,9 @@ def read_and_prepare(spark: SparkSession, cfg: Config, source: str | None) -> tu
     return prepared, quarantine_rows(malformed, prepared)
 
 
-def write_quarantine(spark: SparkSession, quarantine: DataFrame, path: str, prepared: PreparedData) -> int:
+def write_quarantine(quarantine: DataFrame, path: str, prepared: PreparedData) -> int:
     """Write the quarantine table, check the row accounting, record it in prepared.stats."""
-    quarantine.write.mode("overwrite").parquet(path)
-    count = spark.read.parquet(path).count()
+    count = _write_observed(quarantine, path, rows=F.count(F.lit(1)))["rows"]
     prepared.stats["rows"] = account(prepared.stats["input"], prepared.stats, count)
     return count
 
@@ -213,13 +212,18 @@ def write_similar(cfg: Config, model: FactorModel, rules: Rules, path: str) -> s
 def _write_counted(table: DataFrame, path: str, name: str) -> tuple[int, int]:
     """Write a ranked table (task progress logged as it goes); returns (rows, lists: rows of rank 1),
     counted by the write itself (an Observation: no second job)."""
-    observation = Observation()
-    counted = table.observe(observation, F.count(F.lit(1)).alias("rows"),
-                            F.sum((F.col("rank") == 1).cast("long")).alias("lists"))
     with task_progress(table.sparkSession.sparkContext.statusTracker(), name):
-        counted.write.mode("overwrite").parquet(path)
-    metrics = observation.get
+        metrics = _write_observed(table, path, rows=F.count(F.lit(1)), lists=F.sum((F.col("rank") == 1).cast("long")))
     return metrics["rows"], metrics["lists"] or 0
+
+
+def _write_observed(table: DataFrame, path: str, **aggregates) -> dict:
+    """Write `table` as Parquet at `path`; returns the named aggregates over the rows written,
+    computed by the write itself (an Observation: no second job)."""
+    observation = Observation()
+    table.observe(observation, *[value.alias(name) for name, value in aggregates.items()]) \
+        .write.mode("overwrite").parquet(path)
+    return observation.get
 
 
 def evaluated_rows(metrics: dict | None) -> str:
