@@ -88,11 +88,19 @@ def runs(spark, tmp_path_factory):
             "new_rows": _rows(spark, clean, DATE)}
 
 
-def _stage_tables(out: Path, source: str, stages=("prepare", "train", "score", "similar")) -> None:
+def _stage_tables(out: Path, source: str, stages=("score", "similar")) -> None:
     """In this process (the shared, warm session): stage DATE's tables from `source` for `publish`."""
     common = ["--output", str(out), "--run-date", DATE, *FAST]
     for stage in stages:
         assert main([stage, *(["--input", source] if stage == "prepare" else []), *common]) == 0, stage
+
+
+@pytest.fixture(scope="module")
+def new_model(runs):
+    """DATE's prepared data and model from input `new`, staged once in `out` for every `publish` below
+    (neither a publish nor `clean` removes them)."""
+    _stage_tables(runs["out"], runs["new"], ("prepare", "train"))
+    return runs
 
 
 def _publish_args(out: Path) -> list:
@@ -120,7 +128,8 @@ def _kill_at(args: list, point: str) -> None:
     assert proc.returncode == -signal.SIGKILL, f"the run did not reach {point}"
 
 
-def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, runs):
+def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, new_model):
+    runs = new_model
     out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
     assert runs["old_rows"] != runs["new_rows"]
     _stage_tables(out, runs["new"])  # for the publish killed after the audit; staged tables are not visible
@@ -138,17 +147,17 @@ def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spar
     assert not any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
 
 
-def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, runs):
+def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, new_model):
     """Killed between the two table switches, or before `current`, while converting the date from
     pointer mode to the default: each table shows one whole run, and `recsys-spark clean` (as every
     command taking the date's lock) finishes the publish."""
     from recsys_spark.storage.layout import DateLayout
     from recsys_spark.storage.published import published_manifest
 
+    runs = new_model
     out = runs["out"]
-    _stage_tables(out, runs["new"], ("prepare", "train"))  # the date's prepared data and model; `clean` leaves them
     for point in ("publish_swap", "publish_current"):
-        _stage_tables(out, runs["new"], ("score", "similar"))
+        _stage_tables(out, runs["new"])
         _kill_at(_publish_args(out), point)
         recs, similar = _rows(spark, out, DATE)
         assert recs in (runs["old_rows"][0], runs["new_rows"][0]), point
