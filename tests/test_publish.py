@@ -214,6 +214,28 @@ def test_sealed_runs_are_not_world_readable(spark, tmp_path):
     assert fs.local_path(spark, layout.root) == layout.root
 
 
+@pytest.mark.parametrize("through", ["os", "hadoop"])
+def test_restrict_permissions_sets_the_umask_modes_on_every_entry_and_leaves_link_targets(spark, tmp_path,
+                                                                                        monkeypatch, through):
+    tree, outside = tmp_path / "tree", tmp_path / "outside.txt"
+    (tree / "a" / "b").mkdir(parents=True)
+    for path in (tree / "f", tree / "a" / "g", tree / "a" / "b" / "h", tree / "a" / "b" / ".h.crc", outside):
+        path.write_text("x")
+        path.chmod(0o666)
+    for path in (tree, tree / "a", tree / "a" / "b"):
+        path.chmod(0o777)
+    (tree / "a" / "link").symlink_to(outside)
+    if through == "hadoop":  # the walk a remote file system gets
+        monkeypatch.setattr(fs, "local_path", lambda session, path: None)
+    fs.restrict_permissions(spark, str(tree), dir_mode=0o750, file_mode=0o640)
+    modes = {str(p.relative_to(tree)): stat.S_IMODE(p.stat().st_mode) for p in [tree, *tree.rglob("*")]
+             if not p.is_symlink()}
+    assert modes == {".": 0o750, "a": 0o750, "a/b": 0o750, "f": 0o640, "a/g": 0o640, "a/b/h": 0o640,
+                     "a/b/.h.crc": 0o640}  # (Hadoop reaches a checksum file through the file it checks)
+    if through == "os":
+        assert stat.S_IMODE(outside.stat().st_mode) == 0o666
+
+
 @pytest.mark.parametrize("mode", ["rename", "pointer"])
 def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_date(spark, tmp_path, mode):
     import threading

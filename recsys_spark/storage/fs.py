@@ -223,6 +223,10 @@ def restrict_permissions(spark: SparkSession, path: str, dir_mode: int | None = 
     mask = umask(spark)
     dir_mode = 0o777 & ~mask if dir_mode is None else dir_mode
     file_mode = 0o666 & ~mask if file_mode is None else file_mode
+    local = local_path(spark, path)
+    if local is not None:  # Hadoop's local file system starts a `chmod` process per file and per checksum
+        _chmod_tree(local, dir_mode, file_mode)
+        return
     fs, jpath = _path(spark, path)
     jvm = spark.sparkContext._jvm
     perm = jvm.org.apache.hadoop.fs.permission.FsPermission
@@ -235,6 +239,18 @@ def restrict_permissions(spark: SparkSession, path: str, dir_mode: int | None = 
             pending.extend(fs.listStatus(status.getPath()))
         else:
             fs.setPermission(status.getPath(), file_perm)
+
+
+def _chmod_tree(root: str, dir_mode: int, file_mode: int) -> None:
+    """restrict_permissions on a local tree; symbolic links (and what they point at) are left alone."""
+    os.chmod(root, dir_mode if os.path.isdir(root) else file_mode)
+    for base, dirs, files in os.walk(root):
+        for name in dirs:
+            if not os.path.islink(os.path.join(base, name)):
+                os.chmod(os.path.join(base, name), dir_mode)
+        for name in files:
+            if not os.path.islink(os.path.join(base, name)):
+                os.chmod(os.path.join(base, name), file_mode)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
