@@ -4,6 +4,7 @@ import dataclasses
 import os
 import sys
 
+import cpu_accounting
 import pytest
 from jvm import SQL_CONF, ensure_class_archive, java_options
 
@@ -19,7 +20,12 @@ SLOWEST_MODULES = ("test_catalog.py", "test_faults.py", "test_bad_inputs.py", "t
                    "test_stability.py", "test_evaluate.py")
 
 
+def pytest_addoption(parser):
+    cpu_accounting.add_option(parser)
+
+
 def pytest_configure(config):
+    cpu_accounting.configure(config)
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), before any worker starts
         ensure_class_archive()
 
