@@ -1,4 +1,5 @@
-"""Where the test suite's time goes (opt-in): `pytest --cpu-accounting FILE` (Linux, /proc).
+"""Where the test suite's time goes (opt-in): `pytest --cpu-accounting=FILE` (Linux, /proc; with the `=`, so
+the file is not taken for a test path).
 
 Per test: its wall time and the CPU of the worker's own Python (the driver side: test code, pandas,
 TensorFlow, py4j), of its Spark JVM, of that JVM's PySpark Python workers, and of every other process
