@@ -1,0 +1,39 @@
+"""tests/cpu_accounting.py, the suite's opt-in CPU accounting: its table and its sampling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from cpu_accounting import CpuAccounting, summary
+
+
+def test_summary_sums_each_module_and_the_total(tmp_path):
+    path = tmp_path / "cpu.jsonl"
+    records = [("tests/test_a.py::x", 10.0, 1.0, 6.0, 0.5, 0.0), ("tests/test_a.py::y", 2.0, 0.5, 1.0, 0.0, 0.25),
+               ("tests/test_b.py::z", 30.0, 0.25, 0.0, 0.0, 20.0)]
+    path.write_text("".join(json.dumps({"test": t, "worker": "gw0", "wall": w, "driver": d, "spark_jvm": j,
+                                        "python_workers": p, "subprocesses": s}) + "\n" for t, w, d, j, p, s in records))
+    lines = []
+    summary(str(path), lines.append)
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:]}
+    assert list(rows) == ["tests/test_b.py", "tests/test_a.py", "total"]  # largest wall first
+    assert rows["tests/test_a.py"] == [2, 12.0, 1.5, 7.0, 0.5, 0.2]  # one decimal: 0.25 shows as 0.2
+    assert rows["total"] == [3, 42.0, 1.8, 7.0, 0.5, 20.2]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="the accounting reads /proc (Linux)")
+def test_a_child_process_cpu_is_charged_to_subprocesses():
+    accounting = CpuAccounting(os.devnull)
+    busy = ("import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.5:\n    pass\n"
+            "print('done', flush=True)\ninput()")
+    child = subprocess.Popen([sys.executable, "-c", busy], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        accounting.sample()
+        accounting.bucket.clear()  # what the child used before this point is not counted
+        assert child.stdout.readline().strip() == "done"
+        accounting.sample()  # the child is alive, waiting for input
+    finally:
+        child.communicate("\n", timeout=30)
+    assert 0.3 <= accounting.bucket["subprocesses"] <= 2.0
