@@ -10,6 +10,8 @@ OUTPUT := warehouse
 # make test: pytest-xdist workers, each with its own Spark session (a JVM of up to 3g), a test module
 # whole on one worker (its module fixtures run once); the slowest modules start first (tests/conftest.py)
 TEST_WORKERS ?= 2
+# more pytest options for make test, e.g. PYTEST_ARGS=--cpu-accounting=cpu.jsonl (where the time goes)
+PYTEST_ARGS ?=
 
 .PHONY: run test test-slow test-cluster venv java sample bench clean
 
@@ -34,7 +36,7 @@ run: java venv $(SAMPLE)
 	$(VENV)/bin/recsys-spark run --input $(SAMPLE) --output $(OUTPUT)
 
 test: java venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-slow: java venv
 	$(PY) -m pytest -m slow
