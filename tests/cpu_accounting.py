@@ -6,7 +6,8 @@ TensorFlow, py4j), of its Spark JVM, of that JVM's PySpark Python workers, and o
 the test starts (CLI subprocesses and their JVMs). A thread samples the worker's process tree every
 0.2 s and at each test's start and end, so a subprocess's CPU counts for the test that ran it (a
 process that lives less than one sample interval is missed). Each process appends one JSON line per
-test to FILE; the run ends with a table per module (README, Development).
+test to FILE (the run starts it afresh); the run ends with a table per module (README, Development).
+The sampling thread's own CPU (a /proc walk every 0.2 s) counts as the worker's Python.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def add_option(parser) -> None:
     parser.addoption("--cpu-accounting", metavar="FILE", default=None,
-                     help="append per-test wall time and CPU by process kind to FILE (JSON lines) and print a "
-                          "table per module (tests/cpu_accounting.py)")
+                     help="write per-test wall time and CPU by process kind to FILE (JSON lines, started afresh) "
+                          "and print a table per module (tests/cpu_accounting.py)")
 
 
 def configure(config) -> None:
@@ -71,7 +72,6 @@ class CpuAccounting:
         self.seen = {}  # (pid, start) -> (kind, CPU seconds at the last sample)
         self.bucket = defaultdict(float)
         self.stop = threading.Event()
-        self.thread = None
 
     def _kind(self, pid: str, parents: dict) -> str:
         """The worker's Spark JVM (PySpark starts it as a direct child), that JVM's Python workers, or
@@ -109,8 +109,7 @@ class CpuAccounting:
     def pytest_sessionstart(self, session):
         self.sample()  # processes alive before the first test are not charged to it
         self.bucket.clear()
-        self.thread = threading.Thread(target=self._run, name="cpu-accounting", daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._run, name="cpu-accounting", daemon=True).start()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
@@ -126,7 +125,6 @@ class CpuAccounting:
                       **{kind: self.bucket.get(kind, 0.0) for kind in KINDS[1:]}}
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
-
 
     def pytest_sessionfinish(self, session):
         self.stop.set()
@@ -149,11 +147,15 @@ def summary(path: str, write=print) -> None:
     if not modules:
         return
     columns = ("tests", "wall", *KINDS)
+
+    def row(name: str, values: dict) -> str:
+        return f"{name:34s}" + "".join(f"{values[c]:15.0f}" if c == "tests" else f"{values[c]:15.1f}" for c in columns)
+
     write("CPU accounting (seconds; wall summed over workers): " + path)
     write(f"{'module':34s}" + "".join(f"{c:>15s}" for c in columns))
     totals = defaultdict(float)
     for name, module in sorted(modules.items(), key=lambda m: -m[1]["wall"]):
-        write(f"{name:34s}" + "".join(f"{module[c]:15.1f}" if c != "tests" else f"{module[c]:15.0f}" for c in columns))
+        write(row(name, module))
         for c in columns:
             totals[c] += module[c]
-    write(f"{'total':34s}" + "".join(f"{totals[c]:15.1f}" if c != "tests" else f"{totals[c]:15.0f}" for c in columns))
+    write(row("total", totals))
