@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from cpu_accounting import CpuAccounting, summary
@@ -37,3 +38,28 @@ def test_a_child_process_cpu_is_charged_to_subprocesses():
     finally:
         child.communicate("\n", timeout=30)
     assert 0.3 <= accounting.bucket["subprocesses"] <= 2.0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="the accounting reads /proc (Linux)")
+def test_a_spark_launcher_child_is_the_jvm_and_its_daemon_children_are_python_workers():
+    # Stand-ins named as PySpark's: a direct child whose command line names spark-class (the gateway
+    # JVM), a grandchild named pyspark.daemon under it (the name is built at run time, so the child's own
+    # command line does not hold it), and a plain child (a CLI subprocess).
+    wait = "import subprocess, sys\n" \
+           "kids = [subprocess.Popen([sys.executable, '-c', 'input()', 'pyspark.' + 'daemon'], stdin=subprocess.PIPE)]\n" \
+           "print('up', flush=True)\ninput()\n[k.communicate(b'\\n') for k in kids]"
+    gateway = subprocess.Popen([sys.executable, "-c", wait, "spark-class"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE, text=True)
+    accounting = CpuAccounting(os.devnull)
+    try:
+        assert gateway.stdout.readline().strip() == "up"
+        time.sleep(0.2)  # the grandchild has started its interpreter
+        accounting.sample()
+    finally:
+        gateway.communicate("\n", timeout=30)
+        other.communicate("\n", timeout=30)
+    kinds = {pid: kind for (pid, _), (kind, _) in accounting.seen.items()}
+    assert kinds[str(gateway.pid)] == "spark_jvm" and kinds[str(other.pid)] == "subprocesses"
+    assert sorted(kind for pid, kind in kinds.items() if pid not in (str(gateway.pid), str(other.pid))) == [
+        "python_workers"]
