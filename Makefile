@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 # more pytest options for make test, e.g. PYTEST_ARGS=--cpu-accounting=cpu.jsonl (where the time goes)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-cluster venv java sample bench clean
+.PHONY: run test test-processes test-slow test-cluster venv java sample bench clean
 
 $(STAMP): setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed; set PYTHON=python3.x")'
@@ -37,6 +37,10 @@ run: java venv $(SAMPLE)
 
 test: java venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# the scenarios that start and SIGKILL Spark processes of their own (marker `processes`; CI runs them)
+test-processes: java venv
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m processes $(PYTEST_ARGS)
 
 test-slow: java venv
 	$(PY) -m pytest -m slow

@@ -12,12 +12,12 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-# The slowest modules of a serial run (`pytest --durations`), slowest first. `make test`'s xdist
-# workers take whole modules (--dist loadfile) in collection order, so these start first and no long
-# module is left to run alone at the end; the others follow in their usual order.
-SLOWEST_MODULES = ("test_catalog.py", "test_faults.py", "test_bad_inputs.py", "test_refresh.py", "test_end_to_end.py",
-                   "test_wals_spark.py", "test_output_safety.py", "test_quality_gate.py", "test_publish.py",
-                   "test_stability.py", "test_evaluate.py")
+# The slowest modules of `make test` (`--cpu-accounting`), slowest first. The xdist workers take whole
+# modules (--dist loadfile) in collection order, so these start first and no long module is left to
+# run alone at the end; the others follow in their usual order.
+SLOWEST_MODULES = ("test_faults.py", "test_refresh.py", "test_publish.py", "test_wals_spark.py", "test_tune.py",
+                   "test_end_to_end.py", "test_bad_inputs.py", "test_warm_start.py", "test_stability.py",
+                   "test_output_safety.py", "test_quality_gate.py", "test_prepare.py", "test_evaluate.py")
 
 
 def pytest_addoption(parser):

@@ -13,6 +13,10 @@ The shared test session is not Hive-enabled, so the catalog runs in subprocesses
    publish.retention_days removing date 1, `sql` again in the same long-lived session (REFRESH
    TABLE), a failed run of date 2 (input missing) and a query of an unknown table (exit 2);
 3. `recsys-spark sql` in a fresh process: what 2 left.
+
+Those three JVMs take more CPU than any other module of the suite, so that test carries the markers
+slow and processes and runs in `make test-processes` (CI runs it after `make test`); the tests
+below it run in `make test`.
 """
 
 import json
@@ -96,6 +100,8 @@ def inputs(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_catalog_sees_each_published_run_whole_in_a_fresh_session(inputs):
     out = inputs / "out"
 

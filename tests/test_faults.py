@@ -8,6 +8,10 @@ staging directory instead. A killed process cannot go on, so each kill point cos
 that JVM short, the late kill points (audited, publish_swap, publish_current) kill `recsys-spark
 publish` of tables `prepare`/`train`/`score`/`similar` staged in this process, which reaches them
 through the same audit_and_publish as `run`; the staging-write kill is a `run`.
+
+The two SIGKILL tests start four JVMs of their own (50-65 s of CPU, with their fixtures ~110 s), so
+they carry the markers slow and processes and run in `make test-processes` (CI runs it after `make
+test`). The task that fails once runs in the shared session, in `make test`.
 """
 
 import hashlib
@@ -128,6 +132,8 @@ def _kill_at(args: list, point: str) -> None:
     assert proc.returncode == -signal.SIGKILL, f"the run did not reach {point}"
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spark, new_model):
     runs = new_model
     out, args = runs["out"], _run_args(runs["new"], runs["out"], DATE)
@@ -147,6 +153,8 @@ def test_sigkill_anywhere_leaves_old_rows_whole_and_earlier_dates_untouched(spar
     assert not any(n.startswith(".staging-") for n in os.listdir(out / "_runs" / DATE))
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_sigkill_inside_publish_is_finished_by_the_next_command(spark, new_model):
     """Killed between the two table switches, or before `current`, while converting the date from
     pointer mode to the default: each table shows one whole run, and `recsys-spark clean` (as every
