@@ -10,7 +10,7 @@ OUTPUT := warehouse
 # make test: pytest-xdist workers, each with its own Spark session (a JVM of up to 3g), a test module
 # whole on one worker (its module fixtures run once); the slowest modules start first (tests/conftest.py)
 TEST_WORKERS ?= 2
-# more pytest options for make test, e.g. PYTEST_ARGS=--cpu-accounting=cpu.jsonl (where the time goes)
+# more pytest options for make test and make test-processes, e.g. PYTEST_ARGS=--cpu-accounting=cpu.jsonl (where the time goes)
 PYTEST_ARGS ?=
 
 .PHONY: run test test-processes test-slow test-cluster venv java sample bench clean

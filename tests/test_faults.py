@@ -9,7 +9,7 @@ that JVM short, the late kill points (audited, publish_swap, publish_current) ki
 publish` of tables `prepare`/`train`/`score`/`similar` staged in this process, which reaches them
 through the same audit_and_publish as `run`; the staging-write kill is a `run`.
 
-The two SIGKILL tests start four JVMs of their own (50-65 s of CPU, with their fixtures ~110 s), so
+The two SIGKILL tests start four JVMs of their own (~64 s of CPU; ~130 s with what they stage here), so
 they carry the markers slow and processes and run in `make test-processes` (CI runs it after `make
 test`). The task that fails once runs in the shared session, in `make test`.
 """
