@@ -7,11 +7,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := data/sample/interactions.csv
 OUTPUT := warehouse
-# make test: pytest-xdist workers, each with its own Spark session (a JVM of up to 3g), a test module
-# whole on one worker (its module fixtures run once); the slowest modules start first (tests/conftest.py)
+# make test and make test-processes: pytest-xdist workers, each with its own Spark session (a JVM of up
+# to 3g), a test module whole on one worker (its module fixtures run once); the slowest modules start
+# first (tests/conftest.py)
 TEST_WORKERS ?= 2
 # more pytest options for make test and make test-processes, e.g. PYTEST_ARGS=--cpu-accounting=cpu.jsonl (where the time goes)
 PYTEST_ARGS ?=
+PYTEST_XDIST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 .PHONY: run test test-processes test-slow test-cluster venv java sample bench clean
 
@@ -36,11 +38,11 @@ run: java venv $(SAMPLE)
 	$(VENV)/bin/recsys-spark run --input $(SAMPLE) --output $(OUTPUT)
 
 test: java venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PYTEST_XDIST)
 
 # the scenarios that start and SIGKILL Spark processes of their own (marker `processes`; CI runs them)
 test-processes: java venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m processes $(PYTEST_ARGS)
+	$(PYTEST_XDIST) -m processes
 
 test-slow: java venv
 	$(PY) -m pytest -m slow
