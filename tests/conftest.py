@@ -6,7 +6,7 @@ import sys
 
 import cpu_accounting
 import pytest
-from jvm import SQL_CONF, ensure_class_archive, java_options
+from jvm import SQL_CONF, java_options, keep_recorded_archive, recording_archive
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,8 +26,6 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     cpu_accounting.configure(config)
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), before any worker starts
-        ensure_class_archive()
 
 
 def pytest_collection_modifyitems(items):
@@ -63,6 +61,8 @@ def spark(tmp_path_factory):
     from recsys_spark.config import SparkConfig
 
     build_session = _keep_test_partitions_in_commands()
+    # The first session of a checkout records the class archive (tests/jvm.py): one worker's JVM, not two.
+    record = recording_archive() if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" else None
 
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = build_session(SparkConfig(
@@ -77,13 +77,33 @@ def spark(tmp_path_factory):
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
             # The C1 JIT alone and the class archive (tests/jvm.py); no effect on what the jobs compute.
-            "spark.driver.extraJavaOptions": java_options(),
+            "spark.driver.extraJavaOptions": java_options(record),
             **SQL_CONF,
         },
     ))
     session.sparkContext.setCheckpointDir(str(tmp_path_factory.mktemp("checkpoints")))
     yield session
     session.stop()
+    if record is not None:
+        keep_recorded_archive(record, complete=_exit_jvm())
+
+
+def _exit_jvm(timeout: float = 120.0) -> bool:
+    """End the session's JVM now and wait for it (it writes the class archive as it exits): closing its
+    stdin is how PySpark's gateway is told the driver is gone."""
+    import subprocess
+
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is None or proc.stdin is None:
+        return False
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False  # still writing: no archive this time
+    return True
 
 
 @pytest.fixture(autouse=True, scope="module")

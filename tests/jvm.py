@@ -2,11 +2,12 @@
 subprocesses.
 
 Most of a short-lived Spark JVM's first 20 seconds go to loading and verifying Spark's classes. A
-dynamic class-data-sharing archive (JDK 13+, AppCDS) of the classes a small Spark job loads, made
-once per checkout (.pytest_cache, `make clean` removes it) and per JDK and pyspark, halves that: the
-controller makes it before the workers start (`ensure_class_archive`, ~30 s once), and every JVM the
-tests start then maps it. A JVM that cannot use it (another JDK or class path, e.g. spark-submit's
-launcher) runs as before, silently. It changes nothing a job computes.
+dynamic class-data-sharing archive (JDK 13+, AppCDS) of the classes the tests load, kept per checkout
+(.pytest_cache, `make clean` removes it) and per JDK and pyspark, halves that. The first test session
+of a checkout records it as it goes: one worker's session JVM (`recording_archive`) writes it when it
+exits (a few seconds, once), and every JVM started after that maps it. A JVM that cannot use it
+(another JDK or class path, e.g. spark-submit's launcher) runs as before, silently. It changes nothing
+a job computes.
 """
 
 import hashlib
@@ -58,7 +59,8 @@ def _archive() -> Path | None:
 
 
 def ensure_class_archive() -> None:
-    """Make the archive if it is missing (once, in the process that starts the test session)."""
+    """Make the archive from a small workload if it is missing (~30 s; for scripts, which have no test
+    session to record it)."""
     archive = _archive()
     if archive is None or archive.exists():
         return
@@ -119,12 +121,35 @@ def _java() -> str | None:
     return None if java is None else os.path.realpath(java)
 
 
-def java_options() -> str:
+def recording_archive() -> Path | None:
+    """Where a session JVM should record the archive when it exits (`java_options(record=...)`), or
+    None when the archive exists or cannot be made here. The caller moves it into place once the JVM
+    has exited (`keep_recorded_archive`); until then no JVM maps a half-written file."""
+    archive = _archive()
+    if archive is None or archive.exists():
+        return None
+    ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
+    return archive.with_name(f".{archive.name}.{os.getpid()}")
+
+
+def keep_recorded_archive(partial: Path, complete: bool) -> None:
+    """Move the archive a JVM recorded into place when `complete` (the JVM has exited); drop it otherwise."""
+    archive = _archive()
+    try:
+        if complete and archive is not None and partial.exists() and partial.stat().st_size > 0:
+            os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def java_options(record: Path | None = None) -> str:
     """The options for a test JVM: the C1 JIT, no code-cache sweeper (JDK 17-19), the serial
-    collector, and the class archive when it was made."""
+    collector, and the class archive when it was made (or, with `record`, recording it there)."""
     java = _java()
     major = None if java is None else _java_major(java)
     base = f"{JIT} {NO_SWEEPER} {GC}" if major is not None and major < 20 else f"{JIT} {GC}"
+    if record is not None:
+        return f"{base} -XX:ArchiveClassesAtExit={record} {QUIET_CDS}"
     archive = _archive()
     if archive is None or not archive.exists():
         return base
