@@ -15,9 +15,9 @@ UMASK_KEY = "fs.permissions.umask-mode"  # Hadoop's umask for every file and dir
 
 
 def _java_class(spark: SparkSession, name: str):
-    """The JVM class `name` (fully qualified) in one look-up. Walking `_jvm.org.apache...` attribute by
-    attribute makes py4j try every prefix as a class, each a failed search of every jar on the class path:
-    ~15 of them per Path, a quarter of the driver's own CPU in a small run."""
+    """The JVM class `name` (fully qualified) in one py4j look-up. Walking `_jvm.org.apache...` attribute
+    by attribute makes py4j try every prefix as a class, each a failed search of every jar on the class
+    path: ~15 of them per Path, and a small nightly run makes ~80 Paths."""
     return getattr(spark.sparkContext._jvm, name)
 
 
