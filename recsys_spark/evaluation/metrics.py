@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple, Optional, Sequence
 
-from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -21,13 +20,6 @@ from recsys_spark.errors import EvaluationError
 
 log = logging.getLogger(__name__)
 
-# Our metric name -> RankingEvaluator metricName (its definitions match ours; docs/metrics.md).
-SPARK_RANKING = {
-    "precision": "precisionAtK",
-    "recall": "recallAtK",
-    "ndcg": "ndcgAtK",
-    "map": "meanAveragePrecisionAtK",
-}
 PREDICTION, LABEL = "prediction", "label"
 POPULARITY_RANK = "popularity_rank"
 
@@ -55,28 +47,20 @@ def ranking_metrics(
     ("test_users", None, n) and ("test_users_without_recs", None, n).
     """
     ks = _check_ks(ks)
-    per_user = user_lists(recs, test, max(ks), user_col, item_col, rank_col, weight_col,
-                          relevance_threshold).persist()
-    try:
-        counts = per_user.agg(F.count(F.lit(1)).alias("users"),
-                              F.sum((F.size(PREDICTION) == 0).cast("long")).alias("empty")).first()
-        if not counts["users"]:
-            raise EvaluationError("the test set has no users with relevant items; check the split "
-                                  "and evaluate.relevance_threshold")
-        rows = [MetricRow("test_users", None, float(counts["users"])),
-                MetricRow("test_users_without_recs", None, float(counts["empty"] or 0))]
-        if counts["empty"]:
-            log.warning("evaluate: %d of %d test users have no recommendations; they count as zero",
-                        counts["empty"], counts["users"])
-        evaluator = RankingEvaluator(predictionCol=PREDICTION, labelCol=LABEL)
-        for name, spark_name in SPARK_RANKING.items():
-            for k in ks:
-                value = evaluator.evaluate(per_user, {evaluator.metricName: spark_name, evaluator.k: k})
-                rows.append(MetricRow(name, k, float(value)))
-        rows.extend(_hit_rate_and_mrr(per_user, ks))
-    finally:
-        per_user.unpersist()
-    return rows
+    per_user = user_lists(recs, test, max(ks), user_col, item_col, rank_col, weight_col, relevance_threshold)
+    # One aggregation for every metric and k: the means of the per-user values per_user_metric gives.
+    means = [F.avg(PER_USER[name](_hits(k), k)).alias(f"{name}@{k}") for name in PER_USER for k in ks]
+    empty_lists = F.sum((F.size(PREDICTION) == 0).cast("long"))
+    result = per_user.agg(F.count(F.lit(1)).alias("users"), empty_lists.alias("empty"), *means).first().asDict()
+    if not result["users"]:
+        raise EvaluationError("the test set has no users with relevant items; check the split "
+                              "and evaluate.relevance_threshold")
+    empty = result["empty"] or 0
+    if empty:
+        log.warning("evaluate: %d of %d test users have no recommendations; they count as zero", empty, result["users"])
+    return [MetricRow("test_users", None, float(result["users"])),
+            MetricRow("test_users_without_recs", None, float(empty)),
+            *[MetricRow(name, k, float(result[f"{name}@{k}"])) for name in PER_USER for k in ks]]
 
 
 def user_lists(
@@ -91,7 +75,7 @@ def user_lists(
 ) -> DataFrame:
     """One row per test user: prediction (top-k_max items by rank), label (relevant items).
 
-    Both are array<double>, as RankingEvaluator requires. Only equality within a user matters,
+    Both are array<double>. Only equality within a user matters,
     so items are coded per user, with no global index: the user's relevant items are 1..R and a
     recommended item that is not relevant gets R + its position. Test users without
     recommendations get an empty prediction.
@@ -133,8 +117,13 @@ def per_user_metric(
         raise EvaluationError(f"per-user values exist for {', '.join(PER_USER)}; got {metric!r}")
     k = _check_ks([k])[0]
     per_user = user_lists(recs, test, k, user_col, item_col, rank_col, weight_col, relevance_threshold)
-    hits = F.expr(f"transform(slice({PREDICTION}, 1, {k}), x -> IF(x <= size({LABEL}), 1D, 0D))")
-    return per_user.select(user_col, PER_USER[metric](hits, k).alias("value"))
+    return per_user.select(user_col, PER_USER[metric](_hits(k), k).alias("value"))
+
+
+def _hits(k: int) -> "F.Column":
+    """1.0 or 0.0 at positions 1..k of a user's prediction: whether the item there is relevant (its code
+    is at most R, user_lists)."""
+    return F.expr(f"transform(slice({PREDICTION}, 1, {k}), x -> IF(x <= size({LABEL}), 1D, 0D))")
 
 
 def _sum(array) -> "F.Column":
@@ -163,18 +152,6 @@ PER_USER = {  # metric -> value per user of its hits (1.0 or 0.0 at positions 1.
     "hit_rate": lambda hits, k: F.when(_sum(hits) > 0, 1.0).otherwise(0.0),
     "mrr": lambda hits, k: F.when(_first_hit(hits) > 0, 1.0 / _first_hit(hits)).otherwise(0.0),
 }
-
-
-def _hit_rate_and_mrr(per_user: DataFrame, ks: Sequence[int]) -> list[MetricRow]:
-    aggregates = []
-    for k in ks:
-        hits = F.transform(F.slice(PREDICTION, 1, k), lambda x: F.array_contains(LABEL, x))
-        first = F.array_position(hits, True)
-        aggregates.append(F.avg((first > 0).cast("double")).alias(f"hit_rate@{k}"))
-        aggregates.append(F.avg(F.when(first > 0, 1.0 / first).otherwise(0.0)).alias(f"mrr@{k}"))
-    result = per_user.agg(*aggregates).first().asDict()
-    rows = [MetricRow(name, int(k), float(value)) for key, value in result.items() for name, k in [key.split("@")]]
-    return sorted(rows, key=lambda r: (r.metric != "hit_rate", r.k))
 
 
 def catalog_metrics(
