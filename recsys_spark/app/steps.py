@@ -239,4 +239,6 @@ def evaluate_run(spark: SparkSession, cfg: Config, prepared: PreparedData, run_i
         return None
     from recsys_spark.evaluation.holdout import compared_models, evaluate, manifest_metrics
 
-    return manifest_metrics(evaluate(prepared, cfg, run_id, item_features(spark, cfg, compared_models(cfg))))
+    # The nightly run records metrics only: the report's aggregates are for `recsys-spark evaluate`.
+    return manifest_metrics(evaluate(prepared, cfg, run_id, item_features(spark, cfg, compared_models(cfg)),
+                                     report=False))

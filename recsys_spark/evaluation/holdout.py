@@ -99,12 +99,12 @@ def is_explicit(cfg: Config, kind: str) -> bool:
     return kind == "mf" or (kind == "als" and not cfg.model.als.implicit)
 
 
-def evaluate(prepared: PreparedData, cfg: Config, run_id: str, item_features: DataFrame | None = None
-             ) -> EvaluationResult:
+def evaluate(prepared: PreparedData, cfg: Config, run_id: str, item_features: DataFrame | None = None,
+             report: bool = True) -> EvaluationResult:
     """Split, train every compared model on train, score the test users, compute metrics.
 
-    Returns the metrics as a Spark DataFrame (run_id, model, metric, k, value) and the small
-    aggregates the report plots.
+    Returns the metrics as a Spark DataFrame (run_id, model, metric, k, value) and, with `report`,
+    the small aggregates the report plots (empty frames without: the nightly run keeps only metrics).
     """
     ecfg = cfg.evaluate
     train, test = split_prepared(prepared, ecfg)
@@ -123,8 +123,9 @@ def evaluate(prepared: PreparedData, cfg: Config, run_id: str, item_features: Da
         model_rows += catalog_metrics(recs, train_items, ecfg.ks, prepared.n_items)
         if is_explicit(model_cfg, kind):
             model_rows += rating_metrics(predict_pairs(model, test), test, USER_INDEX, ITEM_INDEX)
-        profiles.append(popularity_profile(recs, train_items, max(ecfg.ks)).assign(model=kind))
-        histograms.append(score_histogram(recs).assign(model=kind))
+        if report:
+            profiles.append(popularity_profile(recs, train_items, max(ecfg.ks)).assign(model=kind))
+            histograms.append(score_histogram(recs).assign(model=kind))
         recs.unpersist()
         rows += [(run_id, kind, r.metric, r.k, r.value) for r in model_rows]
         details[f"seconds_{kind}"] = round(time.time() - started, 1)
@@ -133,8 +134,9 @@ def evaluate(prepared: PreparedData, cfg: Config, run_id: str, item_features: Da
     test.unpersist()
     train.interactions.unpersist()
     spark = prepared.interactions.sparkSession
-    return EvaluationResult(spark.createDataFrame(rows, METRICS_SCHEMA), pd.concat(profiles, ignore_index=True),
-                            pd.concat(histograms, ignore_index=True), details)
+    return EvaluationResult(spark.createDataFrame(rows, METRICS_SCHEMA),
+                            pd.concat(profiles or [pd.DataFrame()], ignore_index=True),
+                            pd.concat(histograms or [pd.DataFrame()], ignore_index=True), details)
 
 
 def manifest_metrics(result: EvaluationResult) -> dict:
