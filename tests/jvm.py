@@ -4,10 +4,10 @@ subprocesses.
 Most of a short-lived Spark JVM's first 20 seconds go to loading and verifying Spark's classes. A
 dynamic class-data-sharing archive (JDK 13+, AppCDS) of the classes the tests load, kept per checkout
 (.pytest_cache, `make clean` removes it) and per JDK and pyspark, halves that. The first test session
-of a checkout records it as it goes: one worker's session JVM (`recording_archive`) writes it when it
-exits (a few seconds, once), and every JVM started after that maps it. A JVM that cannot use it
-(another JDK or class path, e.g. spark-submit's launcher) runs as before, silently. It changes nothing
-a job computes.
+of a checkout records it as it goes: one worker's session JVM (`recording_archive`) writes it as it
+exits, ~10 s after its last test (in the background: pytest does not wait for it), and the JVMs started
+after that map it. A JVM that cannot use it (another JDK or class path, e.g. spark-submit's launcher)
+runs as before, silently. It changes nothing a job computes.
 """
 
 import hashlib
@@ -121,25 +121,50 @@ def _java() -> str | None:
     return None if java is None else os.path.realpath(java)
 
 
+# The first bytes of a finished dynamic archive. The JVM writes them last (after ~10 s of preparing, a
+# fraction of a second of writing), so a file that starts with them is whole.
+DYNAMIC_ARCHIVE_MAGIC = bytes.fromhex("a8ab0bf0")  # 0xf00baba8, little-endian
+ABANDONED = 3600  # seconds after which an unfinished recording is taken for a killed JVM's
+
+
+def _finished(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(DYNAMIC_ARCHIVE_MAGIC)) == DYNAMIC_ARCHIVE_MAGIC
+    except OSError:
+        return False
+
+
+def _settle_recordings(archive: Path) -> bool:
+    """Move a finished recording into place and remove abandoned ones; True while one is still being
+    written (its JVM is preparing the archive, or was killed less than ABANDONED seconds ago)."""
+    import time
+
+    pending = False
+    for partial in archive.parent.glob(f".{archive.name}.*"):
+        try:
+            if _finished(partial):
+                os.replace(partial, archive)
+            elif time.time() - partial.stat().st_mtime > ABANDONED:
+                partial.unlink()
+            else:
+                pending = True
+        except OSError:
+            pass  # another process settled it first
+    return pending
+
+
 def recording_archive() -> Path | None:
-    """Where a session JVM should record the archive when it exits (`java_options(record=...)`), or
-    None when the archive exists or cannot be made here. The caller moves it into place once the JVM
-    has exited (`keep_recorded_archive`); until then no JVM maps a half-written file."""
+    """Where a session JVM should record the archive (`java_options(record=...)`) as it exits: a file of
+    its own beside the archive, which the next `java_options` moves into place once it is finished. None
+    when the archive exists, a recording is under way, or there is no java."""
     archive = _archive()
     if archive is None or archive.exists():
         return None
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
+    if _settle_recordings(archive) or archive.exists():
+        return None
     return archive.with_name(f".{archive.name}.{os.getpid()}")
-
-
-def keep_recorded_archive(partial: Path, complete: bool) -> None:
-    """Move the archive a JVM recorded into place when `complete` (the JVM has exited); drop it otherwise."""
-    archive = _archive()
-    try:
-        if complete and archive is not None and partial.exists() and partial.stat().st_size > 0:
-            os.replace(partial, archive)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def java_options(record: Path | None = None) -> str:
@@ -151,6 +176,8 @@ def java_options(record: Path | None = None) -> str:
     if record is not None:
         return f"{base} -XX:ArchiveClassesAtExit={record} {QUIET_CDS}"
     archive = _archive()
+    if archive is not None and not archive.exists() and ARCHIVE_DIR.is_dir():
+        _settle_recordings(archive)
     if archive is None or not archive.exists():
         return base
     return f"{base} -XX:SharedArchiveFile={archive} {QUIET_CDS}"
