@@ -10,6 +10,7 @@ after the first two (JIT warm-up). The last line is `run_seconds=<median> jobs=<
 
     .venv/bin/python scripts/bench_run_overhead.py
     .venv/bin/python scripts/bench_run_overhead.py --runs 12 --spark-defaults
+    .venv/bin/python scripts/bench_run_overhead.py --set evaluate.enabled=true --set "evaluate.models=[popularity]"
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=8, help="dates run in the one session (the first two not counted)")
     parser.add_argument("--spark-defaults", action="store_true",
                         help="Spark's own JVM options and SQL settings instead of the test suite's")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, as `recsys-spark run --set` takes it "
+                             "(e.g. evaluate.enabled=true)")
     return parser.parse_args(argv)
 
 
@@ -77,7 +81,8 @@ def main(argv=None) -> int:
         source = f"{tmp}/interactions.csv"
         generate_interactions(n_users=40, n_items=20, n_interactions=400, seed=1).to_csv(source, index=False)
         fast = ["--set", "model.kind=popularity", "--set", "score.top_n=5", "--set", "similar.top_k=3",
-                "--set", "spark.conf.spark.sql.shuffle.partitions=2", "--quiet", *settings]
+                "--set", "spark.conf.spark.sql.shuffle.partitions=2", "--quiet", *settings,
+                *[arg for setting in args.set for arg in ("--set", setting)]]
         for day in range(1, args.runs + 1):
             per_run.append({})
             before, started = jobs(), time.time()
