@@ -57,7 +57,8 @@ def ranking_metrics(
                               "and evaluate.relevance_threshold")
     empty = result["empty"] or 0
     if empty:
-        log.warning("evaluate: %d of %d test users have no recommendations; they count as zero", empty, result["users"])
+        log.warning("evaluate: %d of %d test users have no recommendations; they count as zero",
+                    empty, result["users"])
     return [MetricRow("test_users", None, float(result["users"])),
             MetricRow("test_users_without_recs", None, float(empty)),
             *[MetricRow(name, k, float(result[f"{name}@{k}"])) for name in PER_USER for k in ks]]
