@@ -6,7 +6,8 @@ pays once per stage whatever its size. This script starts one local session (by 
 test suite's JVM options and SQL settings, tests/jvm.py; --spark-defaults for Spark's own), runs
 `recsys-spark run` on generated data (40 users, 20 items, 400 interactions, popularity) for
 --runs dates in that session, and prints per stage the median seconds and Spark jobs of the runs
-after the first two (JIT warm-up). The last line is `run_seconds=<median> jobs=<median>`.
+after the first two (JIT warm-up; the class archive a test run recorded, if any, only shortens the
+start). The last line is `run_seconds=<median> jobs=<median>`.
 
     .venv/bin/python scripts/bench_run_overhead.py
     .venv/bin/python scripts/bench_run_overhead.py --runs 12 --spark-defaults
@@ -54,9 +55,8 @@ def main(argv=None) -> int:
     settings = []
     if not args.spark_defaults:
         sys.path.insert(0, str(TESTS))
-        from jvm import SQL_CONF, ensure_class_archive, java_options, sql_conf_settings
+        from jvm import SQL_CONF, java_options, sql_conf_settings
 
-        ensure_class_archive()
         conf.update({"spark.driver.extraJavaOptions": java_options(), **SQL_CONF})
         settings = sql_conf_settings()
     spark = build_session(SparkConfig(master="local[2,2]", conf=conf))

@@ -76,7 +76,7 @@ def spark(tmp_path_factory):
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
-            # The C1 JIT alone and the class archive (tests/jvm.py); no effect on what the jobs compute.
+            # The test JVM options (tests/jvm.py: JIT, collector, class archive); no effect on what the jobs compute.
             "spark.driver.extraJavaOptions": java_options(record),
             **SQL_CONF,
         },

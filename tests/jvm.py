@@ -13,8 +13,6 @@ runs as before, silently. It changes nothing a job computes.
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 # The C1 JIT alone: test jobs are many and tiny, and C2 spent a third of the JVM's CPU compiling
@@ -28,23 +26,6 @@ GC = "-XX:+UseSerialGC"
 QUIET_CDS = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # no archive warnings on stdout (spark-submit parses it)
 ARCHIVE_DIR = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jvm-class-archive"
 
-# What the archive is made from: a session, a shuffle, a window, a join, Parquet and CSV.
-_WORKLOAD = """
-import sys
-from pyspark.sql import SparkSession, Window, functions as F
-out = sys.argv[1]
-spark = (SparkSession.builder.master("local[2]").appName("class-archive")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-         .config("spark.driver.extraJavaOptions", sys.argv[2]).getOrCreate())
-df = spark.createDataFrame([(i % 7, f"i{i % 5}", float(i)) for i in range(100)], "u int, i string, w double")
-ranked = df.withColumn("r", F.row_number().over(Window.partitionBy("u").orderBy(F.desc("w"))))
-ranked.join(df.groupBy("i").agg(F.count("*").alias("n")), "i", "left").write.mode("overwrite").parquet(out + "/p")
-spark.read.parquet(out + "/p").groupBy("u").agg(F.max("r")).collect()
-df.toPandas().to_csv(out + "/c.csv", index=False)
-spark.read.csv(out + "/c.csv", header=True, inferSchema=True).count()
-spark.stop()
-"""
-
 
 def _archive() -> Path | None:
     """This JDK's and pyspark's archive path (whether made or not); None without java."""
@@ -56,29 +37,6 @@ def _archive() -> Path | None:
     jars = sorted(os.listdir(os.path.join(os.path.dirname(pyspark.__file__), "jars")))
     key = hashlib.sha256(repr((java, os.stat(java).st_mtime, pyspark.__version__, jars)).encode()).hexdigest()[:16]
     return ARCHIVE_DIR / f"spark-{key}.jsa"
-
-
-def ensure_class_archive() -> None:
-    """Make the archive from a small workload if it is missing (~30 s; for scripts, which have no test
-    session to record it)."""
-    archive = _archive()
-    if archive is None or archive.exists():
-        return
-    ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_name(f".{archive.name}.{os.getpid()}")
-    work = ARCHIVE_DIR / f".work-{os.getpid()}"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    env.pop("JDK_JAVA_OPTIONS", None)
-    try:
-        options = f"{JIT} -XX:ArchiveClassesAtExit={partial} {QUIET_CDS}"
-        subprocess.run([sys.executable, "-c", _WORKLOAD, str(work), options], env=env, capture_output=True, timeout=600)
-        if partial.exists():
-            os.replace(partial, archive)
-    except (OSError, subprocess.SubprocessError):
-        pass  # no archive: the JVMs start as before
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        partial.unlink(missing_ok=True)
 
 
 # Spark SQL settings of the test session and of the commands tests run in subprocesses. Test jobs
