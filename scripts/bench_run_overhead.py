@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     settings = []
     if not args.spark_defaults:
         sys.path.insert(0, str(TESTS))
-        from jvm import SQL_CONF, java_options, sql_conf_settings
+        from jvm import PAGE_CONF, SQL_CONF, java_options, sql_conf_settings
 
-        conf.update({"spark.driver.extraJavaOptions": java_options(), **SQL_CONF})
+        conf.update({"spark.driver.extraJavaOptions": java_options(), **PAGE_CONF, **SQL_CONF})
         settings = sql_conf_settings()
     spark = build_session(SparkConfig(master="local[2,2]", conf=conf))
     tracker = spark.sparkContext.statusTracker()

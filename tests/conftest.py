@@ -6,7 +6,7 @@ import sys
 
 import cpu_accounting
 import pytest
-from jvm import SQL_CONF, java_options, recording_archive
+from jvm import PAGE_CONF, SQL_CONF, java_options, recording_archive
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -78,6 +78,7 @@ def spark(tmp_path_factory):
             "spark.ui.enabled": "false",
             # The test JVM options (tests/jvm.py: JIT, collector, class archive); no effect on what the jobs compute.
             "spark.driver.extraJavaOptions": java_options(record),
+            **PAGE_CONF,
             **SQL_CONF,
         },
     ))
