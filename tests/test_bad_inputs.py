@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from frames import local_frame
 
 from recsys_spark.app.cli import main
 from recsys_spark.config import MODEL_KINDS, InputConfig
@@ -163,14 +164,14 @@ def test_unusable_text_input_stops_before_training(spark, tmp_path, capsys, cont
 
 def test_parquet_schema_drift_and_corrupt_files_stop_before_training(spark, tmp_path, capsys):
     drifted = tmp_path / "drifted"
-    spark.createDataFrame([("u1", "i1", "heavy")], "user_id string, item_id string, weight string").write.parquet(str(drifted))
+    local_frame(spark, [("u1", "i1", "heavy")], "user_id string, item_id string, weight string").write.parquet(str(drifted))
     err = _refused(capsys, drifted, tmp_path / "out")
     assert "column 'weight' (input.weight_col)" in err and "must hold numbers" in err
     nested = tmp_path / "nested"
     spark.sql("SELECT array(1) AS user_id, 'i1' AS item_id").write.parquet(str(nested))
     assert "must hold strings or integers" in _refused(capsys, nested, tmp_path / "out")
     corrupt = tmp_path / "corrupt"
-    spark.createDataFrame([("u1", "i1", 1.0)], "user_id string, item_id string, weight double").write.parquet(str(corrupt))
+    local_frame(spark, [("u1", "i1", 1.0)], "user_id string, item_id string, weight double").write.parquet(str(corrupt))
     (corrupt / "part-99999-broken.parquet").write_bytes(b"PAR1 this is not parquet")
     assert "cannot read the Parquet input" in _refused(capsys, corrupt, tmp_path / "out")
 

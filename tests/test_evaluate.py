@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from frames import local_frame
 
 from recsys_spark.config import load_config
 from recsys_spark.data.prepare import prepare
@@ -47,11 +48,11 @@ def test_split_prepared_keeps_id_maps_and_partitions_interactions(prepared):
 
 
 def test_predict_pairs_is_the_dot_product(spark):
-    users = spark.createDataFrame([(0, "a"), (1, "b")], "user_index int, user_id string")
-    items = spark.createDataFrame([(0, "x"), (1, "y")], "item_index int, item_id string")
+    users = local_frame(spark, [(0, "a"), (1, "b")], "user_index int, user_id string")
+    items = local_frame(spark, [(0, "x"), (1, "y")], "item_index int, item_id string")
     u, v = np.array([[1.0, 2.0], [0.5, -1.0]]), np.array([[3.0, 1.0], [2.0, 2.0]])
     model = FactorModel.from_numpy(u, v, users, items, {"kind": "test"})
-    pairs = spark.createDataFrame([(0, 1), (1, 0), (5, 0)], "user_index int, item_index int")
+    pairs = local_frame(spark, [(0, 1), (1, 0), (5, 0)], "user_index int, item_index int")
     got = {(r.user_index, r.item_index): r.prediction for r in predict_pairs(model, pairs).collect()}
     assert got == pytest.approx({(0, 1): 6.0, (1, 0): 0.5})
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from frames import local_frame
 
 from recsys_spark.evaluation.metrics import (
     EvaluationError,
@@ -25,12 +26,12 @@ def _table(rows):
 @pytest.fixture(scope="module")
 def small(spark):
     # u1 has 2 relevant items, u2 one (fewer than k) and only 2 recs, u3 no recs, u4 no test items.
-    recs = spark.createDataFrame([
+    recs = local_frame(spark, [
         ("u1", 1, "x", 0.9), ("u1", 2, "a", 0.8), ("u1", 3, "b", 0.7),
         ("u2", 1, "c", 0.5), ("u2", 2, "y", 0.5),
         ("u4", 1, "a", 0.3),
     ], RECS_SCHEMA)
-    test = spark.createDataFrame([
+    test = local_frame(spark, [
         ("u1", "a", 4.0), ("u1", "b", 2.0), ("u1", "a", 4.0),
         ("u2", "c", 5.0),
         ("u3", "a", 1.0), ("u3", "d", 1.0), ("u3", "e", 1.0),
@@ -73,7 +74,7 @@ def test_relevance_threshold_drops_low_weights_and_users_left_without_items(smal
 
 def test_all_users_without_recs_score_zero(spark, small):
     _, test = small
-    empty = spark.createDataFrame([], RECS_SCHEMA)
+    empty = local_frame(spark, [], RECS_SCHEMA)
     got = _table(ranking_metrics(empty, test, ks=[5]))
     assert got[("test_users_without_recs", None)] == 3
     assert all(v == 0.0 for (m, _), v in got.items() if not m.startswith("test_users"))
@@ -82,7 +83,7 @@ def test_all_users_without_recs_score_zero(spark, small):
 def test_empty_test_is_an_error(spark, small):
     recs, _ = small
     with pytest.raises(EvaluationError, match="no users"):
-        ranking_metrics(recs, spark.createDataFrame([], TEST_SCHEMA), ks=[5])
+        ranking_metrics(recs, local_frame(spark, [], TEST_SCHEMA), ks=[5])
     with pytest.raises(EvaluationError, match="positive"):
         ranking_metrics(recs, recs, ks=[0])
 
@@ -119,8 +120,8 @@ def _random_lists(spark, seed=5):
         if u % 7:
             test[u] = relevant
             test_rows += [(u, item, 1.0) for item in relevant]
-    return (recs, test, spark.createDataFrame(rec_rows, "user_id long, rank int, item_id long, score double"),
-            spark.createDataFrame(test_rows, "user_id long, item_id long, weight double"))
+    return (recs, test, local_frame(spark, rec_rows, "user_id long, rank int, item_id long, score double"),
+            local_frame(spark, test_rows, "user_id long, item_id long, weight double"))
 
 
 def test_per_user_metric_matches_reference_per_user(spark):
@@ -145,15 +146,15 @@ def test_ranking_metrics_match_reference_on_random_lists(spark):
 
 
 def test_custom_column_names(spark):
-    recs = spark.createDataFrame([(1, 1, 10), (1, 2, 11)], "u int, pos int, it int")
-    test = spark.createDataFrame([(1, 11)], "u int, it int")
+    recs = local_frame(spark, [(1, 1, 10), (1, 2, 11)], "u int, pos int, it int")
+    test = local_frame(spark, [(1, 11)], "u int, it int")
     got = _table(ranking_metrics(recs, test, ks=[2], user_col="u", item_col="it", rank_col="pos"))
     assert got[("mrr", 2)] == pytest.approx(0.5)
 
 
 def test_catalog_metrics_hand_computed(spark, small):
     recs, _ = small
-    train = spark.createDataFrame(
+    train = local_frame(spark, 
         [(f"t{i}", item) for i, item in enumerate("aaabbccd")], "user_id string, item_id string")
     ranks = {r.item_id: r.popularity_rank for r in popularity_ranks(train).collect()}
     assert ranks == {"a": 1, "b": 2, "c": 3, "d": 4}  # b and c tie on 2: broken by id
@@ -167,7 +168,7 @@ def test_catalog_metrics_hand_computed(spark, small):
 
 def test_rating_metrics_hand_computed(spark, small):
     _, test = small
-    predictions = spark.createDataFrame(
+    predictions = local_frame(spark, 
         [("u1", "a", 3.5), ("u1", "b", 3.0), ("u9", "a", 1.0)], "user_id string, item_id string, prediction double")
     got = _table(rating_metrics(predictions, test.filter("user_id != 'u3'").dropDuplicates()))
     assert got[("rmse", None)] == pytest.approx(math.sqrt((0.5 ** 2 + 1.0 ** 2) / 2))

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from frames import local_frame
 
 from recsys_spark.kernels.least_squares import gramian, solve_users
 from recsys_spark.models.factor_model import FactorModel
@@ -65,7 +66,7 @@ def test_fold_in_new_users_on_executors_equals_dense_solve(spark):
         ("n0", "i14", 3.0),
         ("n2", "unknown", 1.0),  # no known item: no factors
     ]
-    interactions = spark.createDataFrame(rows, "user_id string, item_id string, weight double")
+    interactions = local_frame(spark, rows, "user_id string, item_id string, weight double")
     got = {r["user_id"]: r for r in fold_in(model, interactions).collect()}
     assert set(got) == {"n0", "n1"}
     assert sorted(r["user_index"] for r in got.values()) == [2, 3]  # after the model's users, in id order
@@ -106,6 +107,6 @@ def test_fold_in_of_a_trained_users_row_equals_the_exact_solve(spark):
 def test_fold_in_needs_parameters(spark):
     model = _model(spark, np.ones((2, 2), dtype=np.float32))
     model.metadata.pop("foldin")
-    interactions = spark.createDataFrame([("n", "i0", 1.0)], "user_id string, item_id string, weight double")
+    interactions = local_frame(spark, [("n", "i0", 1.0)], "user_id string, item_id string, weight double")
     with pytest.raises(FoldInError, match="fold-in parameters"):
         fold_in(model, interactions)

@@ -1,4 +1,5 @@
 import pytest
+from frames import local_frame
 
 from recsys_spark.config import PrepareConfig
 from recsys_spark.data.prepare import PrepareError, prepare
@@ -18,7 +19,7 @@ def test_each_rejection_reason_is_counted(spark):
         ("u6", "b", "1e39", "1"),                   # weight_out_of_range (beyond float32)
         ("u7", "a", "1", "yesterday"),              # unparseable_ts
     ]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     assert prepared.stats["rejected"] == {
         "null_user_id": 1, "null_item_id": 2, "null_weight": 1, "unparseable_weight": 1,
         "non_finite_weight": 2, "weight_out_of_range": 1, "negative_weight": 1, "unparseable_ts": 1,
@@ -30,7 +31,7 @@ def test_each_rejection_reason_is_counted(spark):
 
 def test_duplicates_are_summed_with_latest_ts(spark):
     rows = [("u1", "a", "1", "10"), ("u1", "a", "2.5", "30"), ("u1", "a", "0.5", "20"), ("u2", "a", "1", "5")]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     got = {(r.user_index, r.item_index): (r.weight, r.ts) for r in prepared.interactions.collect()}
     assert got == {(0, 0): (4.0, 30), (1, 0): (1.0, 5)}
     assert prepared.stats["duplicates_merged"] == 2
@@ -42,7 +43,7 @@ def test_duplicates_are_summed_with_latest_ts(spark):
 ])
 def test_string_ids_round_trip_exactly(spark, ids):
     rows = [(u, f"item-{u}", "1", "1") for u in ids]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     mapped = {r.user_index: r.user_id for r in prepared.user_ids.collect()}
     assert sorted(mapped.values()) == sorted(ids)
     assert sorted(mapped) == list(range(len(ids)))
@@ -51,17 +52,17 @@ def test_string_ids_round_trip_exactly(spark, ids):
 
 def test_integer_ids_stay_integers(spark):
     rows = [("10", "3", "1", "1"), ("2", "-5", "1", "1"), ("9007199254740993", "3", "1", "1")]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     users = {r.user_id for r in prepared.user_ids.collect()}
     items = {r.item_id for r in prepared.item_ids.collect()}
     assert users == {10, 2, 9007199254740993} and items == {3, -5}
-    typed = spark.createDataFrame([(10, 3, 1.0, 1)], "user_id long, item_id long, weight double, ts long")
+    typed = local_frame(spark, [(10, 3, 1.0, 1)], "user_id long, item_id long, weight double, ts long")
     assert prepare(typed, PrepareConfig()).user_ids.schema["user_id"].dataType.typeName() == "long"
 
 
 def test_minimum_interactions_filter(spark):
     rows = [("u1", i, "1", "1") for i in "abc"] + [("u2", "a", "1", "1"), ("u3", "a", "1", "1"), ("u3", "b", "1", "1")]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig(min_user_interactions=2, min_item_interactions=2))
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig(min_user_interactions=2, min_item_interactions=2))
     assert {r.user_id for r in prepared.user_ids.collect()} == {"u1", "u3"}
     assert {r.item_id for r in prepared.item_ids.collect()} == {"a", "b"}
     assert prepared.stats["filtered_interactions"] == 2
@@ -70,12 +71,12 @@ def test_minimum_interactions_filter(spark):
 def test_all_invalid_input_is_a_clear_error(spark):
     rows = [(None, "a", "1", "1"), ("u1", "a", "-2", "1")]
     with pytest.raises(PrepareError, match="no valid interactions"):
-        prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+        prepare(local_frame(spark, rows, RAW), PrepareConfig())
 
 
 def test_a_weight_beyond_float32_is_rejected_with_its_reason(spark):
     rows = [("u1", "a", "1e39", "1"), ("u1", "b", "-1e300", "1"), ("u2", "b", "1", "1")]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     assert prepared.stats["rejected"]["weight_out_of_range"] == 2
     assert prepared.stats["interactions"] == 1
 
@@ -85,10 +86,10 @@ def test_a_summed_weight_beyond_float32_is_a_clear_error(spark, weights):
     # Each row is valid on its own; the sum over duplicates overflows float32.
     rows = [("u1", "a", w, "1") for w in weights] + [("u2", "b", "1", "1")]
     with pytest.raises(PrepareError, match="beyond the float32 range"):
-        prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+        prepare(local_frame(spark, rows, RAW), PrepareConfig())
 
 
 def test_the_largest_float32_weight_is_kept(spark):
     rows = [("u1", "a", "1.7e38", "1"), ("u1", "a", "1.7e38", "1")]
-    prepared = prepare(spark.createDataFrame(rows, RAW), PrepareConfig())
+    prepared = prepare(local_frame(spark, rows, RAW), PrepareConfig())
     assert [r.weight for r in prepared.interactions.collect()] == [pytest.approx(3.4e38)]

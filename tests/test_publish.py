@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from frames import local_frame
 from readers import visible_counts
 
 from recsys_spark.storage import fs
@@ -86,8 +87,8 @@ def _recs(spark, rows):
 
 def test_audit_passes_a_correct_table_and_names_every_broken_check(spark):
     # 4 items; u1 saw i1, u2 saw i1..i3 (1 unseen left), u3 saw nothing; N = 2.
-    expected = spark.createDataFrame([("u1", 2), ("u2", 1), ("u3", 2)], "user_id string, expected int")
-    seen = spark.createDataFrame([("u1", "i1"), ("u2", "i1"), ("u2", "i2"), ("u2", "i3")], "user_id string, item_id string")
+    expected = local_frame(spark, [("u1", 2), ("u2", 1), ("u3", 2)], "user_id string, expected int")
+    seen = local_frame(spark, [("u1", "i1"), ("u2", "i1"), ("u2", "i2"), ("u2", "i3")], "user_id string, item_id string")
     good = [("u1", 1, "i2", 0.9), ("u1", 2, "i3", 0.5), ("u2", 1, "i4", 0.3), ("u3", 1, "i1", 0.8), ("u3", 2, "i2", 0.8)]
     result = audit_recs(_recs(spark, good), expected, seen)
     require_clean({"user_recs": result})
@@ -111,10 +112,10 @@ def test_audit_passes_a_correct_table_and_names_every_broken_check(spark):
 
 def test_audit_checks_the_rules_and_the_fallback_rows(spark):
     # i9 is excluded for everyone, (u1, i3) for u1; fallback rows (popularity) follow model rows.
-    expected = spark.createDataFrame([("u1", 3), ("u2", 2)], "user_id string, expected int")
-    seen = spark.createDataFrame([("u1", "i1")], "user_id string, item_id string")
-    excluded = spark.createDataFrame([("u1", "i3")], "user_id string, item_id string")
-    allowed = spark.createDataFrame([(f"i{i}",) for i in range(1, 9)], "item_id string")
+    expected = local_frame(spark, [("u1", 3), ("u2", 2)], "user_id string, expected int")
+    seen = local_frame(spark, [("u1", "i1")], "user_id string, item_id string")
+    excluded = local_frame(spark, [("u1", "i3")], "user_id string, item_id string")
+    allowed = local_frame(spark, [(f"i{i}",) for i in range(1, 9)], "item_id string")
     good = [("u1", 1, "i2", 0.1, "model"), ("u1", 2, "i4", 0.9, "fallback"), ("u1", 3, "i5", 0.4, "fallback"),
             ("u2", 1, "i4", 0.9, "fallback"), ("u2", 2, "i5", 0.4, "fallback")]
     result = audit_recs(_recs(spark, good), expected, seen, excluded=excluded, allowed_items=allowed)
@@ -133,15 +134,15 @@ def test_audit_checks_the_rules_and_the_fallback_rows(spark):
 
 
 def test_audit_of_item_similar(spark):
-    items = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
+    items = local_frame(spark, [("a",), ("b",), ("c",)], "item_id string")
     good = [("a", 1, "b", 0.5), ("a", 2, "c", -0.2), ("b", 1, "a", 0.5), ("b", 2, "c", 0.1),
             ("c", 1, "b", 0.1), ("c", 2, "a", -0.2)]
-    require_clean({"item_similar": audit_similar(spark.createDataFrame(good, SIMILAR), items, top_k=5)})
+    require_clean({"item_similar": audit_similar(local_frame(spark, good, SIMILAR), items, top_k=5)})
     bad = [("a", 1, "a", 1.0), ("a", 2, "c", -0.2), ("b", 1, "a", 1.5), ("b", 2, "c", 0.1), ("c", 1, "b", 0.1)]
-    result = audit_similar(spark.createDataFrame(bad, SIMILAR), items, top_k=5)
+    result = audit_similar(local_frame(spark, bad, SIMILAR), items, top_k=5)
     assert (result["self_pair"], result["cosine_out_of_range"], result["wrong_row_count"]) == (1, 1, 1)
-    one = spark.createDataFrame([("a",)], "item_id string")
-    require_clean({"item_similar": audit_similar(spark.createDataFrame([], SIMILAR), one, top_k=5)})
+    one = local_frame(spark, [("a",)], "item_id string")
+    require_clean({"item_similar": audit_similar(local_frame(spark, [], SIMILAR), one, top_k=5)})
 
 
 def test_quality_gate_refuses_a_drop_past_the_threshold():
@@ -157,7 +158,7 @@ def _stage_run(spark, layout, rows, run_id=None):
     run_id = run_id or new_run_id()
     staging = layout.staging(run_id)
     _recs(spark, rows).write.parquet(table_path(staging, "user_recs"))
-    spark.createDataFrame([("a", 1, "b", 0.5)], SIMILAR).write.parquet(table_path(staging, "item_similar"))
+    local_frame(spark, [("a", 1, "b", 0.5)], SIMILAR).write.parquet(table_path(staging, "item_similar"))
     seal(spark, layout, run_id, {"run_id": run_id, "rows": len(rows)})
     return run_id
 
@@ -288,12 +289,12 @@ def test_readers_during_repeated_swaps_see_one_whole_run_and_never_a_missing_dat
 
 
 def test_audit_of_item_similar_with_allowed_neighbours(spark):
-    items = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
-    neighbours = spark.createDataFrame([("a",), ("b",)], "item_id string")  # c is excluded
+    items = local_frame(spark, [("a",), ("b",), ("c",)], "item_id string")
+    neighbours = local_frame(spark, [("a",), ("b",)], "item_id string")  # c is excluded
     good = [("a", 1, "b", 0.5), ("b", 1, "a", 0.5), ("c", 1, "b", 0.1), ("c", 2, "a", -0.2)]
-    require_clean({"item_similar": audit_similar(spark.createDataFrame(good, SIMILAR), items, 5, neighbours)})
+    require_clean({"item_similar": audit_similar(local_frame(spark, good, SIMILAR), items, 5, neighbours)})
     bad = [("a", 1, "c", 0.5), ("b", 1, "a", 0.5), ("c", 1, "b", 0.1)]
-    result = audit_similar(spark.createDataFrame(bad, SIMILAR), items, 5, neighbours)
+    result = audit_similar(local_frame(spark, bad, SIMILAR), items, 5, neighbours)
     assert (result["item_not_allowed"], result["wrong_row_count"]) == (1, 1)
 
 
@@ -315,7 +316,7 @@ def _stage(spark, layout, n):
     run_id = new_run_id()
     staging = layout.staging(run_id)
     _recs(spark, [(f"u{i}", 1, "i1", 1.0) for i in range(n)]).write.parquet(table_path(staging, "user_recs"))
-    spark.createDataFrame([(f"a{i}", 1, "b", 0.5) for i in range(n + 1)], SIMILAR).write.parquet(
+    local_frame(spark, [(f"a{i}", 1, "b", 0.5) for i in range(n + 1)], SIMILAR).write.parquet(
         table_path(staging, "item_similar"))
     counts = {"user_recs": n, "item_similar": n + 1}
     seal(spark, layout, run_id, {"run_id": run_id, "row_counts": counts})

@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from frames import local_frame
 from matplotlib import image
 
 from recsys_spark.evaluation.report import (
@@ -25,9 +26,9 @@ RECS_SCHEMA = "user_id string, rank int, item_id string, score float"
 
 
 def test_popularity_profile_hand_computed(spark):
-    interactions = spark.createDataFrame([(f"u{i}", item) for i, item in enumerate("aaaabbbccd")],
-                                         "user_id string, item_id string")
-    recs = spark.createDataFrame([("u1", 1, "a", 1.0), ("u1", 2, "x", 0.5), ("u2", 1, "c", 1.0),
+    interactions = local_frame(spark, [(f"u{i}", item) for i, item in enumerate("aaaabbbccd")],
+                               "user_id string, item_id string")
+    recs = local_frame(spark, [("u1", 1, "a", 1.0), ("u1", 2, "x", 0.5), ("u2", 1, "c", 1.0),
                                   ("u2", 2, "b", 0.9), ("u3", 3, "a", 0.1)], RECS_SCHEMA)
     got = popularity_profile(recs, interactions, k=2, buckets=2)
     # Ranks a1 b2 | c3 d4; the unknown item x falls in the last bucket; rank 3 is beyond k.
@@ -38,12 +39,12 @@ def test_popularity_profile_hand_computed(spark):
 
 def test_score_histogram_matches_numpy(spark):
     scores = np.random.default_rng(3).normal(size=200).astype(np.float32)
-    recs = spark.createDataFrame([("u", i + 1, f"i{i}", float(s)) for i, s in enumerate(scores)], RECS_SCHEMA)
+    recs = local_frame(spark, [("u", i + 1, f"i{i}", float(s)) for i, s in enumerate(scores)], RECS_SCHEMA)
     got = score_histogram(recs, bins=7)
     counts, edges = np.histogram(scores.astype(np.float64), bins=7, range=(float(scores.min()), float(scores.max())))
     assert got["count"].tolist() == counts.tolist()
     assert got["left"].to_numpy() == pytest.approx(edges[:-1], rel=1e-6)
-    assert score_histogram(spark.createDataFrame([], RECS_SCHEMA)).empty
+    assert score_histogram(local_frame(spark, [], RECS_SCHEMA)).empty
 
 
 def _metrics():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from frames import local_frame
 
 from recsys_spark.config import RulesConfig, ScoreConfig
 from recsys_spark.data.prepare import PreparedData
@@ -23,13 +24,13 @@ def world(spark):
     interactions += [(4, i) for i in range(N_ITEMS) if i not in (7, 13) and (4, i) not in interactions]
     users = rng.normal(size=(N_USERS, RANK)).astype(np.float32)
     items = rng.normal(size=(N_ITEMS, RANK)).astype(np.float32)
-    user_ids = spark.createDataFrame([(u, f"u{u:02d}") for u in range(N_USERS)], "user_index int, user_id string")
-    item_ids = spark.createDataFrame([(i, f"i{i:02d}") for i in range(N_ITEMS)], "item_index int, item_id string")
+    user_ids = local_frame(spark, [(u, f"u{u:02d}") for u in range(N_USERS)], "user_index int, user_id string")
+    item_ids = local_frame(spark, [(i, f"i{i:02d}") for i in range(N_ITEMS)], "item_index int, item_id string")
     model_users = user_ids.filter(user_ids.user_index.isin(list(MODEL_USERS)))
     model = FactorModel.from_numpy(users[: len(MODEL_USERS)], items, model_users, item_ids, {"kind": "test"})
     model.item_factors = model.item_factors.filter(model.item_factors.item_index != 13)
-    frame = spark.createDataFrame([(u, i, 1.0, 0) for u, i in interactions],
-                                  "user_index int, item_index int, weight double, ts long")
+    frame = local_frame(spark, [(u, i, 1.0, 0) for u, i in interactions],
+                        "user_index int, item_index int, weight double, ts long")
     prepared = PreparedData(frame, user_ids, item_ids, N_USERS, N_ITEMS)
     return model, prepared, users, items, interactions
 
@@ -75,9 +76,9 @@ def test_every_rule_applied_exactly(spark, world, fallback):
     user_excl = {(5, 2), (5, 6), (9, 4), (10, 14), (6, 99)}  # item 99 is unknown: ignored
     rules = build_rules(
         prepared, RulesConfig(fallback=fallback),
-        exclude_items=spark.createDataFrame([(f"i{i:02d}",) for i in exclude_items] + [("nope",)], "item_id string"),
-        exclude_user_items=spark.createDataFrame([(f"u{u:02d}", f"i{i:02d}") for u, i in user_excl], "user_id string, item_id string"),
-        include_items=spark.createDataFrame([(f"i{i:02d}",) for i in include], "item_id string"),
+        exclude_items=local_frame(spark, [(f"i{i:02d}",) for i in exclude_items] + [("nope",)], "item_id string"),
+        exclude_user_items=local_frame(spark, [(f"u{u:02d}", f"i{i:02d}") for u, i in user_excl], "user_id string, item_id string"),
+        include_items=local_frame(spark, [(f"i{i:02d}",) for i in include], "item_id string"),
     )
     seen = prepared.interactions.select("user_index", "item_index")
     recs = recommend(model, seen, ScoreConfig(top_n=TOP, batch_users=4, block_items=5), rules=rules).toPandas()
@@ -101,7 +102,7 @@ def test_fallback_fills_users_without_factors_and_short_lists(spark, world):
 def test_rule_table_without_item_id_is_rejected(spark, world):
     _, prepared, _, _, _ = world
     with pytest.raises(ValueError, match="needs column"):
-        build_rules(prepared, RulesConfig(), exclude_items=spark.createDataFrame([("x",)], "item string"))
+        build_rules(prepared, RulesConfig(), exclude_items=local_frame(spark, [("x",)], "item string"))
 
 
 def test_similar_items_take_neighbours_only_among_allowed_items(spark, world):
@@ -112,8 +113,8 @@ def test_similar_items_take_neighbours_only_among_allowed_items(spark, world):
     exclude_items, include = {3, 5}, set(range(N_ITEMS)) - {0, 1}
     rules = build_rules(
         prepared, RulesConfig(),
-        exclude_items=spark.createDataFrame([(f"i{i:02d}",) for i in exclude_items], "item_id string"),
-        include_items=spark.createDataFrame([(f"i{i:02d}",) for i in include], "item_id string"))
+        exclude_items=local_frame(spark, [(f"i{i:02d}",) for i in exclude_items], "item_id string"),
+        include_items=local_frame(spark, [(f"i{i:02d}",) for i in include], "item_id string"))
     k = 4
     similar = similar_items(model, SimilarConfig(top_k=k), ScoreConfig(batch_users=3, block_items=5), rules=rules).toPandas()
     unit = items / np.linalg.norm(items, axis=1, keepdims=True)
@@ -128,18 +129,18 @@ def test_similar_items_take_neighbours_only_among_allowed_items(spark, world):
 
 
 def test_rule_ids_read_as_text_match_integer_catalog_ids_and_unreadable_ones_are_ignored(spark):
-    item_ids = spark.createDataFrame([(i, 10 + i) for i in range(5)], "item_index int, item_id long")
-    user_ids = spark.createDataFrame([(0, 7)], "user_index int, user_id long")
-    frame = spark.createDataFrame([(0, i, 1.0, 0) for i in range(5)], "user_index int, item_index int, weight double, ts long")
+    item_ids = local_frame(spark, [(i, 10 + i) for i in range(5)], "item_index int, item_id long")
+    user_ids = local_frame(spark, [(0, 7)], "user_index int, user_id long")
+    frame = local_frame(spark, [(0, i, 1.0, 0) for i in range(5)], "user_index int, item_index int, weight double, ts long")
     prepared = PreparedData(frame, user_ids, item_ids, 1, 5)
     text = "item_id string"
     rules = build_rules(prepared, RulesConfig(fallback=False),
-                        exclude_items=spark.createDataFrame([("12",), ("N/A",), ("12.5",), ("99",)], text),
-                        exclude_user_items=spark.createDataFrame([("7", "13"), ("x", "13")], "user_id string, item_id string"),
-                        include_items=spark.createDataFrame([("11",), ("12",), ("13",), ("14",)], text))
+                        exclude_items=local_frame(spark, [("12",), ("N/A",), ("12.5",), ("99",)], text),
+                        exclude_user_items=local_frame(spark, [("7", "13"), ("x", "13")], "user_id string, item_id string"),
+                        include_items=local_frame(spark, [("11",), ("12",), ("13",), ("14",)], text))
     assert [r.item_index for r in rules.exclude_items.collect()] == [2]
     assert [tuple(r) for r in rules.exclude_user_items.collect()] == [(0, 3)]
     assert rules.summary["exclude_items"] == {"rows": 4, "matched": 1}
     with pytest.raises(RulesError, match="no item may be recommended"):
-        build_rules(prepared, RulesConfig(), exclude_items=spark.createDataFrame([("12",)], text),
-                    include_items=spark.createDataFrame([("12",)], text))
+        build_rules(prepared, RulesConfig(), exclude_items=local_frame(spark, [("12",)], text),
+                    include_items=local_frame(spark, [("12",)], text))

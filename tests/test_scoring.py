@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from frames import local_frame
 
 from recsys_spark.config import ScoreConfig, SimilarConfig
 from recsys_spark.models.factor_model import FactorModel
@@ -14,8 +15,8 @@ def random_model(spark):
     n_users, n_items, rank = 60, 23, 5
     users = rng.normal(size=(n_users, rank)).astype(np.float32)
     items = rng.normal(size=(n_items, rank)).astype(np.float32)
-    user_ids = spark.createDataFrame([(i, f"user-{i:03d}") for i in range(n_users)], "user_index int, user_id string")
-    item_ids = spark.createDataFrame([(i, 1000 + i) for i in range(n_items)], "item_index int, item_id long")
+    user_ids = local_frame(spark, [(i, f"user-{i:03d}") for i in range(n_users)], "user_index int, user_id string")
+    item_ids = local_frame(spark, [(i, 1000 + i) for i in range(n_items)], "item_index int, item_id long")
     model = FactorModel.from_numpy(users, items, user_ids, item_ids, {"kind": "test"})
     seen = [rng.choice(n_items, size=rng.integers(0, 8), replace=False).tolist() for _ in range(n_users)]
     seen[0] = list(range(n_items - 4))  # 4 unseen: fewer than N
@@ -26,7 +27,7 @@ def random_model(spark):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_recommend_equals_numpy_reference(spark, random_model, precision):
     model, users, items, seen = random_model
-    seen_df = spark.createDataFrame([(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
+    seen_df = local_frame(spark, [(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
     # bfloat16 scores with TensorFlow in the Python workers: one task, so one worker pays its import (~8 s of CPU)
     tasks = 1 if precision == "bfloat16" else 0
     recs = recommend(model, seen_df, ScoreConfig(top_n=10, batch_users=7, block_items=5, partitions=tasks,
@@ -57,7 +58,7 @@ def test_similar_items_equal_numpy_cosine(spark, random_model):
 def test_scoring_and_similarity_run_in_the_configured_number_of_tasks(spark, random_model):
     # Adaptive execution would coalesce these small inputs into one task (one busy core).
     model, _, _, seen = random_model
-    seen_df = spark.createDataFrame([(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
+    seen_df = local_frame(spark, [(u, i) for u, s in enumerate(seen) for i in s], "user_index int, item_index int")
     assert recommend(model, seen_df, ScoreConfig(partitions=3)).rdd.getNumPartitions() == 3
     assert similar_items(model, SimilarConfig(top_k=2), ScoreConfig(partitions=5)).rdd.getNumPartitions() == 5
 
@@ -70,8 +71,8 @@ def test_factor_tables_hold_each_matrix_row_at_its_index_across_arrow_batches(sp
     monkeypatch.setattr(factor_model, "FRAME_VALUES", 3 * 4)
     rng = np.random.default_rng(5)
     users, items = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(10, 4)).astype(np.float32)
-    user_ids = spark.createDataFrame([(i, f"u{i}") for i in range(7)], "user_index int, user_id string")
-    item_ids = spark.createDataFrame([(i, 100 + i) for i in range(10)], "item_index int, item_id long")
+    user_ids = local_frame(spark, [(i, f"u{i}") for i in range(7)], "user_index int, user_id string")
+    item_ids = local_frame(spark, [(i, 100 + i) for i in range(10)], "item_index int, item_id long")
     model = FactorModel.from_numpy(users, items, user_ids, item_ids, {"kind": "test"})
     rows = {r.user_index: (r.user_id, r.factors) for r in model.user_factors.collect()}
     assert sorted(rows) == list(range(7))

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from frames import local_frame
 
 from recsys_spark.data.sample_data import generate_interactions
 from recsys_spark.data.split import SplitError, last_n_split, parse_cutoff, random_split, split, time_split
@@ -97,7 +98,7 @@ def test_time_split_by_cutoff(interactions):
 
 
 def test_time_split_keeps_null_timestamps_in_train(spark):
-    df = spark.createDataFrame([("a", "x", 1.0, None), ("a", "y", 1.0, 10)], "user_id string, item_id string, weight double, ts long")
+    df = local_frame(spark, [("a", "x", 1.0, None), ("a", "y", 1.0, 10)], "user_id string, item_id string, weight double, ts long")
     train, test = time_split(df, 5)
     assert train.count() == 1 and test.collect()[0]["item_id"] == "y"
 

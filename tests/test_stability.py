@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from frames import local_frame
 
 from recsys_spark.app.cli import main
 from recsys_spark.app.nightly import run_nightly
@@ -67,8 +68,8 @@ def test_hand_made_lists(spark):
            "moved": ["a", "b", "c", "d"]}
     new = {"stays": ["c", "a", "b"], "half": ["a", "f", "c", "g"], "shorter": ["x", "a", "b"], "fresh": ["a"],
            "moved": ["h", "i", "j", "k"]}
-    got = user_recs_stability(spark.createDataFrame(_rows(new), RECS_SCHEMA),
-                              spark.createDataFrame(_rows(old), RECS_SCHEMA), top_n=4)
+    got = user_recs_stability(local_frame(spark, _rows(new), RECS_SCHEMA),
+                              local_frame(spark, _rows(old), RECS_SCHEMA), top_n=4)
     # stays 3/3, half 2/4, shorter 1/min(3,1), moved 0/4: overlaps 1, 0.5, 1, 0.
     assert got["users_compared"] == 4
     assert got["overlap"]["mean"] == pytest.approx(0.625)
@@ -82,18 +83,18 @@ def test_hand_made_lists(spark):
 
 
 def test_rows_past_top_n_of_the_earlier_date_are_not_compared(spark):
-    old = spark.createDataFrame(_rows({"u": ["a", "b", "c", "d"]}), RECS_SCHEMA)
-    new = spark.createDataFrame(_rows({"u": ["a", "c"]}), RECS_SCHEMA)
+    old = local_frame(spark, _rows({"u": ["a", "b", "c", "d"]}), RECS_SCHEMA)
+    new = local_frame(spark, _rows({"u": ["a", "c"]}), RECS_SCHEMA)
     got = user_recs_stability(new, old, top_n=2)  # old cut to a, b: only a stayed
     assert got["overlap"]["mean"] == pytest.approx(0.5)
     assert got["dropped_items"] == 1  # b; c and d were past the cut
 
 
 def test_ids_that_changed_type_between_dates_compare_as_text(spark):
-    old = spark.createDataFrame([("1", 1, "7", 1.0, "model"), ("u3", 1, "7", 1.0, "model")],
-                                "user_id string, rank int, item_id string, score float, source string")
-    new = spark.createDataFrame([(1, 1, 7, 1.0, "model"), (2, 1, 8, 1.0, "model")],
-                                "user_id bigint, rank int, item_id bigint, score float, source string")
+    old = local_frame(spark, [("1", 1, "7", 1.0, "model"), ("u3", 1, "7", 1.0, "model")],
+                      "user_id string, rank int, item_id string, score float, source string")
+    new = local_frame(spark, [(1, 1, 7, 1.0, "model"), (2, 1, 8, 1.0, "model")],
+                      "user_id bigint, rank int, item_id bigint, score float, source string")
     got = user_recs_stability(new, old, top_n=1)  # user 1 kept item 7; u3 dropped, 2 new
     assert (got["users_compared"], got["overlap"]["mean"]) == (1, 1.0)
     assert (got["new_users"], got["dropped_users"], got["new_items"], got["dropped_items"]) == (1, 1, 1, 0)
@@ -111,8 +112,8 @@ def test_random_lists_match_pandas(spark):
         if user in old:
             new[user] = old[user][:3] + [i for i in new[user] if i not in old[user][:3]][:3]
     columns = ["user_id", "rank", "item_id", "score", "source"]
-    got = user_recs_stability(spark.createDataFrame(_rows(new), RECS_SCHEMA),
-                              spark.createDataFrame(_rows(old), RECS_SCHEMA), top_n=5)
+    got = user_recs_stability(local_frame(spark, _rows(new), RECS_SCHEMA),
+                              local_frame(spark, _rows(old), RECS_SCHEMA), top_n=5)
     want = _as_user_recs(pandas_stability(pd.DataFrame(_rows(new), columns=columns),
                                           pd.DataFrame(_rows(old), columns=columns), "user_id", "item_id", 5))
     assert flat(got) == pytest.approx(flat(want))
@@ -121,8 +122,8 @@ def test_random_lists_match_pandas(spark):
 
 def test_no_common_key_gives_no_overlap_and_item_similar_names(spark):
     schema = "item_id string, rank int, similar_item_id string, score double"
-    old = spark.createDataFrame([("a", 1, "b", 0.9), ("a", 2, "c", 0.5)], schema)
-    new = spark.createDataFrame([("d", 1, "b", 0.9)], schema)
+    old = local_frame(spark, [("a", 1, "b", 0.9), ("a", 2, "c", 0.5)], schema)
+    new = local_frame(spark, [("d", 1, "b", 0.9)], schema)
     got = item_similar_stability(new, old, top_k=2)
     assert got == {"items_compared": 0, "overlap": {"mean": None, "p10": None, "p50": None, "p90": None},
                    "churn": None, "new_items": 1, "dropped_items": 1, "new_neighbours": 0, "dropped_neighbours": 1}
