@@ -3,8 +3,8 @@
 A run on a few hundred interactions does little work, so what it costs is Spark's per-job and
 per-query overhead: the cost every run of `make test` pays dozens of times, and every nightly run
 pays once per stage whatever its size. This script starts one local session (by default with the
-test suite's JVM options and SQL settings, tests/jvm.py; --spark-defaults for Spark's own), runs
-`recsys-spark run` on generated data (40 users, 20 items, 400 interactions, popularity) for
+test suite's JVM options, memory page and SQL settings, tests/jvm.py; --spark-defaults for Spark's
+own), runs `recsys-spark run` on generated data (40 users, 20 items, 400 interactions, popularity) for
 --runs dates in that session, and prints per stage the median seconds and Spark jobs of the runs
 after the first two (JIT warm-up; the class archive a test run recorded, if any, only shortens the
 start). The last line is `run_seconds=<median> jobs=<median>`.
@@ -33,7 +33,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=8, help="dates run in the one session (the first two not counted)")
     parser.add_argument("--spark-defaults", action="store_true",
-                        help="Spark's own JVM options and SQL settings instead of the test suite's")
+                        help="Spark's own JVM options, memory page and SQL settings instead of the test suite's")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, as `recsys-spark run --set` takes it "
                              "(e.g. evaluate.enabled=true)")
