@@ -12,12 +12,13 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-# The slowest modules of `make test` (`--cpu-accounting`), slowest first. The xdist workers take whole
-# modules (--dist loadfile) in collection order, so these start first and no long module is left to
-# run alone at the end; the others follow in their usual order.
-SLOWEST_MODULES = ("test_faults.py", "test_refresh.py", "test_publish.py", "test_wals_spark.py", "test_tune.py",
-                   "test_end_to_end.py", "test_bad_inputs.py", "test_warm_start.py", "test_stability.py",
-                   "test_output_safety.py", "test_quality_gate.py", "test_prepare.py", "test_evaluate.py")
+# The slowest modules of `make test` (`--cpu-accounting`, 2026-12-08), slowest first. The xdist
+# workers take whole modules (--dist loadfile) in collection order, so these start first and no long
+# module is left to run alone at the end; the others follow in their usual order.
+SLOWEST_MODULES = ("test_faults.py", "test_wals_spark.py", "test_refresh.py", "test_bad_inputs.py",
+                   "test_end_to_end.py", "test_publish.py", "test_tune.py", "test_output_safety.py",
+                   "test_warm_start.py", "test_stability.py", "test_quality_gate.py", "test_trainers.py",
+                   "test_evaluate.py", "test_ease.py")
 
 
 def pytest_addoption(parser):
@@ -76,7 +77,8 @@ def spark(tmp_path_factory):
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.memory": "3g",
             "spark.ui.enabled": "false",
-            # The test JVM options (tests/jvm.py: JIT, collector, class archive); no effect on what the jobs compute.
+            # The test JVM options and memory page (tests/jvm.py: JIT, collector, class archive, 1 MB pages);
+            # no effect on what the jobs compute.
             "spark.driver.extraJavaOptions": java_options(record),
             **PAGE_CONF,
             **SQL_CONF,
