@@ -136,7 +136,8 @@ def recording_archive() -> Path | None:
 
 def java_options(record: Path | None = None) -> str:
     """The options for a test JVM: the C1 JIT, no code-cache sweeper (JDK 17-19), the serial
-    collector, and the class archive when it was made (or, with `record`, recording it there)."""
+    collector with a 512 MB young generation, and the class archive when it was made (or, with
+    `record`, recording it there)."""
     java = _java()
     major = None if java is None else _java_major(java)
     base = f"{JIT} {NO_SWEEPER} {GC}" if major is not None and major < 20 else f"{JIT} {GC}"
